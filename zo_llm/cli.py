@@ -1,0 +1,331 @@
+"""The ``zo-llm`` command: ``train``, ``eval`` and ``list``.
+
+Every training option can come from a TOML file (``--config run.toml``) and be
+overridden by a flag; flags are generated from :class:`TrainConfig`, so the two
+never disagree. Component options go in the TOML tables ``[strategy]``,
+``[space]`` and ``[task]`` (with a ``name`` key), or in ``--strategy-opt
+KEY=VALUE`` style flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from .config import option_help
+from .runner import TrainConfig
+
+COMPONENTS = ("strategy", "space", "task")
+#: Shortcut flags for the strategy options nearly every run sets.
+STRATEGY_SHORTCUTS = {"population": int, "sigma": float, "lr": float}
+
+EPILOG = """\
+examples:
+  zo-llm list
+  zo-llm train --model PATH_OR_HUB_ID --strategy es --space full --task countdown \\
+      --iterations 50 --population 30 --sigma 1e-3 --lr 5e-4 --batch-size 16 --out runs/cd
+  zo-llm train --config run.toml --seed 1          # flags override the file
+  zo-llm train --resume runs/cd --iterations 100   # continue up to 100 iterations in total
+  zo-llm eval --model runs/cd/final --task countdown --split eval
+
+run.toml:
+  model = "HuggingFaceTB/SmolLM2-135M-Instruct"
+  iterations = 50
+  batch_size = 16
+  [strategy]
+  name = "es"
+  population = 30
+  [space]
+  name = "full"
+  exclude = ["embed_tokens"]
+  [task]
+  name = "countdown"
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError, OSError, KeyError) as error:
+        print(f"zo-llm {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zo-llm",
+        description="Fine-tune language models without gradients (evolution strategies, "
+        "zeroth-order methods).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="fine-tune a model",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fine-tune a model. Defaults < --config TOML < flags.",
+    )
+    train.add_argument("--config", type=Path, help="TOML file with any of the options below")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue the run folder RUN with its saved config (only "
+        "--iterations, --progress and --threads may change)",
+    )
+    _add_config_flags(train)
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="score a model on a task's held-out data")
+    evaluate.add_argument("--model", required=True, help="hub id or model folder (e.g. RUN/final)")
+    evaluate.add_argument("--task", default="countdown", help="task name (default: countdown)")
+    evaluate.add_argument(
+        "--task-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task option, repeatable (see zo-llm list)",
+    )
+    evaluate.add_argument("--split", default="eval", choices=["train", "eval"])
+    evaluate.add_argument("--eval-size", type=int, help="first N examples only (default: all)")
+    evaluate.add_argument("--max-new-tokens", type=int, default=128)
+    evaluate.add_argument("--generation-batch-size", type=int, default=32)
+    evaluate.add_argument("--dtype", default="float32")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument(
+        "--out", type=Path, help="also write metrics and completions as JSON here"
+    )
+    evaluate.set_defaults(handler=cmd_eval)
+
+    listing = commands.add_parser("list", help="strategies, parametrizations and tasks")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(handler=cmd_list)
+    return parser
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (``batch_size`` -> ``--batch-size``), defaults suppressed.
+
+    Suppressed defaults let us tell a flag the user typed from one they did
+    not, so flags override the TOML file and the TOML file overrides defaults.
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = TrainConfig()
+    for field in dataclasses.fields(TrainConfig):
+        if field.name.endswith("_options"):
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        help_text = f"{field.metadata.get('help', '')} (default: {getattr(defaults, field.name)})"
+        kind = _scalar_type(hints[field.name])
+        if kind is bool:
+            parser.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+        else:
+            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text)
+    for name, kind in STRATEGY_SHORTCUTS.items():
+        parser.add_argument(
+            f"--{name}",
+            type=kind,
+            default=argparse.SUPPRESS,
+            help=f"strategy option {name} (same as --strategy-opt {name}=...)",
+        )
+    for component in COMPONENTS:
+        parser.add_argument(
+            f"--{component}-opt",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"{component} option, repeatable (options: zo-llm list)",
+        )
+
+
+def _scalar_type(annotation: Any) -> type:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if args else annotation
+
+
+def parse_key_values(pairs: list[str], what: str) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{what} option {pair!r} is not KEY=VALUE")
+        options[key.strip().replace("-", "_")] = value
+    return options
+
+
+def config_from_toml(path: Path) -> dict[str, Any]:
+    """TrainConfig fields from a TOML file; ``[strategy]`` etc. become name + options."""
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    with path.open("rb") as handle:
+        raw = tomllib.load(handle)
+    fields: dict[str, Any] = {}
+    for key, value in raw.items():
+        key = key.replace("-", "_")
+        if key in COMPONENTS and isinstance(value, dict):
+            table = {k.replace("-", "_"): v for k, v in value.items()}
+            if "name" in table:
+                fields[key] = table.pop("name")
+            fields[f"{key}_options"] = table
+        else:
+            fields[key] = value
+    return fields
+
+
+def resolve_train_config(args: argparse.Namespace) -> dict[str, Any]:
+    """Merges defaults, the TOML file and flags into TrainConfig keyword arguments."""
+    fields = config_from_toml(args.config) if args.config else {}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise ValueError(
+            f"{args.config}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}"
+        )
+    for name in names:
+        if hasattr(args, name):
+            fields[name] = getattr(args, name)
+    for component in COMPONENTS:
+        options = dict(fields.get(f"{component}_options", {}))
+        options.update(parse_key_values(getattr(args, f"{component}_opt"), component))
+        if component == "strategy":
+            options.update({k: getattr(args, k) for k in STRATEGY_SHORTCUTS if hasattr(args, k)})
+        fields[f"{component}_options"] = options
+    return fields
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .runner import FINAL_DIR, resume, train
+
+    if args.resume is not None:
+        changed = _resume_overrides(args)
+        experiment = resume(args.resume, **changed)
+    else:
+        experiment = train(TrainConfig(**resolve_train_config(args)))
+    _report(experiment, FINAL_DIR)
+    return 0
+
+
+def _resume_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    allowed = {"iterations", "progress", "threads"}
+    given = {
+        name for name in vars(args) if name in {f.name for f in dataclasses.fields(TrainConfig)}
+    }
+    given |= {k for k in STRATEGY_SHORTCUTS if hasattr(args, k)}
+    given |= {f"{c}_opt" for c in COMPONENTS if getattr(args, f"{c}_opt")}
+    if args.config:
+        given.add("config")
+    refused = sorted(given - allowed)
+    if refused:
+        raise ValueError(
+            f"--resume continues a run with its saved config; {', '.join(refused)} cannot change "
+            "(only --iterations, --progress and --threads can). Start a new run with --out instead."
+        )
+    return {name: getattr(args, name) for name in given}
+
+
+def _report(experiment: Any, final_dir: str) -> None:
+    from .logging import read_metrics
+
+    if experiment.out is None:
+        return
+    evals = [r for r in read_metrics(experiment.out) if r["type"] == "eval"]
+    task = experiment.config.task
+    if evals:
+        print(f"held-out before: {_metrics_line(evals[0])}")
+        print(f"held-out after:  {_metrics_line(evals[-1])}")
+    print(f"run folder: {experiment.out}")
+    print(f"evaluate:   zo-llm eval --model {experiment.out / final_dir} --task {task}")
+
+
+def _metrics_line(record: dict[str, Any]) -> str:
+    skip = {"type", "split", "time"}
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in record.items()
+        if k not in skip
+    )
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_task
+    from .models import TextGenerator, load_model
+    from .runner import build_task
+
+    task = build_task(args.task, parse_key_values(args.task_opt, "task"))
+    model, tokenizer = load_model(args.model, args.dtype, args.device)
+    examples = list(task.examples(args.split))[: args.eval_size]
+    generator = TextGenerator(model, tokenizer, args.max_new_tokens, args.generation_batch_size)
+    metrics, completions = evaluate_task(generator, task, examples)
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "task": args.task,
+                "split": args.split,
+                "examples": len(examples),
+                **metrics,
+            },
+            indent=2,
+        )
+    )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"metrics": metrics, "completions": completions}, indent=2))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .parametrizations import PARAMETRIZATIONS
+    from .strategies import STRATEGIES
+    from .tasks import TASKS
+
+    sections = {"strategies": STRATEGIES, "parametrizations": PARAMETRIZATIONS, "tasks": TASKS}
+    listing = {
+        section: {name: _describe(registry.get(name)) for name in registry.names()}
+        for section, registry in sections.items()
+    }
+    if args.json:
+        print(json.dumps(listing, indent=2, default=str))
+        return 0
+    for section, entries in listing.items():
+        print(f"{section}:")
+        for name, info in entries.items():
+            kinds = f"  [{info['kinds']}]" if info.get("kinds") else ""
+            print(f"  {name}{kinds}  {info['summary']}")
+            for option, default, help_text in info["options"]:
+                shown = repr(default)
+                shown = shown if len(shown) <= 40 else shown[:37] + "...'"
+                print(f"      {option} = {shown}  {help_text}")
+        print()
+    return 0
+
+
+def _describe(entry: type) -> dict[str, Any]:
+    doc = (entry.__doc__ or "").strip().splitlines()
+    kinds = getattr(entry, "supported_kinds", None) or getattr(entry, "kinds", None)
+    return {
+        "summary": doc[0] if doc else "",
+        "kinds": ",".join(sorted(kinds)) if kinds else "",
+        "options": option_help(entry.config_class),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Loading any Hugging Face causal LM with its tokenizer, ready for batched inference.
+
+Gradient-free training only ever runs the model forward, so models are put in
+eval mode with gradients switched off: no autograd buffers, inference memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; use one of: {', '.join(DTYPES)}") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` picks CUDA when available, else the CPU; other names go to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for but CUDA is not available; use --device cpu")
+    return device
+
+
+def load_model(
+    name_or_path: str | Path, dtype: str = "float32", device: str = "auto"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Loads a causal LM and its tokenizer from a hub id or a local folder.
+
+    The tokenizer pads on the left (decoder-only models continue from the
+    right edge) and falls back to EOS as its padding token.
+    """
+    source = str(name_or_path)
+    if _looks_like_path(source) and not Path(source).exists():
+        raise FileNotFoundError(f"model folder {source!r} does not exist")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype))
+    except OSError as error:
+        raise OSError(
+            f"could not load model {source!r}: it is not a local model folder and the hub "
+            f"could not provide it (offline? HF_HUB_OFFLINE is set to "
+            f"{_offline_setting()}). Pass a local folder or a reachable hub id. ({error})"
+        ) from error
+    prepare_tokenizer(tokenizer)
+    model.to(resolve_device(device))
+    model.eval()
+    model.requires_grad_(False)
+    return model, tokenizer
+
+
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Left padding, and a padding token (EOS) when the tokenizer has none."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or source.count("/") > 1 or Path(source).exists()
+
+
+def _offline_setting() -> str:
+    import os
+
+    return repr(os.environ.get("HF_HUB_OFFLINE", "unset"))

@@ -1,0 +1,111 @@
+"""The parametrization protocol: which numbers a strategy searches, and how they move.
+
+A parametrization binds to a model and owns its trainable view. Strategies
+never touch tensors: they name perturbations by seeds (the ``"seeded"`` kind,
+any size) or, for small spaces, exchange explicit vectors (the ``"vector"``
+kind). Only the parametrization turns a seed into a change of weights, and it
+can replay that change later, which is what makes checkpoints small and
+distributed workers cheap to keep in sync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from ..registry import Registry
+
+#: A seeded update: ``theta += coeff * eps(seed)`` for each pair.
+SeededUpdate = Sequence[tuple[int, float]]
+
+SEEDED = "seeded"
+VECTOR = "vector"
+
+
+@dataclass(frozen=True)
+class ParametrizationConfig:
+    """Options shared by every parametrization (none yet)."""
+
+
+class Parametrization(ABC):
+    """Base class of search spaces over a model's parameters.
+
+    Life cycle: construct with a config, :meth:`bind` to a model, then let a
+    strategy perturb, restore and update it. ``kinds`` says which candidate
+    forms it supports (``"seeded"`` and/or ``"vector"``).
+    """
+
+    config_class: ClassVar[type] = ParametrizationConfig
+    kinds: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.config_class()
+        self.model: torch.nn.Module | None = None
+
+    @classmethod
+    def test_config(cls) -> Any:
+        """A config small enough for unit tests."""
+        return cls.config_class()
+
+    @abstractmethod
+    def bind(self, model: torch.nn.Module) -> None:
+        """Attaches to ``model``; after this, :attr:`dim` and the perturbation methods work."""
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Number of searched scalars."""
+
+    # seeded kind ---------------------------------------------------------
+
+    def perturb(self, seed: int, scale: float) -> None:
+        """Adds ``scale * eps(seed)`` in place; :meth:`unperturb` undoes it exactly."""
+        raise NotImplementedError(f"{type(self).__name__} does not support seeded candidates")
+
+    def unperturb(self) -> None:
+        """Restores the parameters as they were before the active :meth:`perturb`, bit for bit."""
+        raise NotImplementedError(f"{type(self).__name__} does not support seeded candidates")
+
+    @contextlib.contextmanager
+    def perturbed(self, seed: int, scale: float) -> Iterator[None]:
+        """Context manager: perturbed inside, exactly restored on exit (even on error)."""
+        self.perturb(seed, scale)
+        try:
+            yield
+        finally:
+            self.unperturb()
+
+    def apply_update(self, update: SeededUpdate, decay: float = 0.0) -> None:
+        """``theta <- (1 - decay) * theta + sum(coeff * eps(seed))``, accumulated in fp32."""
+        raise NotImplementedError(f"{type(self).__name__} does not support seeded candidates")
+
+    # vector kind ---------------------------------------------------------
+
+    def get_vector(self) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not support vector candidates")
+
+    def set_vector(self, vector: torch.Tensor) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not support vector candidates")
+
+    # persistence ---------------------------------------------------------
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs to rebuild the current point from the bound base model."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Moves the bound (base) model to the point described by ``state``."""
+
+    @abstractmethod
+    def save_pretrained(self, path: str | Path) -> None:
+        """Writes a folder that plain transformers (or peft) loads."""
+
+
+PARAMETRIZATIONS: Registry[type[Parametrization]] = Registry("parametrization")

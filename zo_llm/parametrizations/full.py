@@ -1,0 +1,199 @@
+"""All (or a chosen subset of) a model's weights, perturbed by seed replay.
+
+This is the search space of Qiu et al., *Evolution Strategies at Scale*
+(arXiv 2509.24372): every searched tensor is perturbed in place, one chunk at a
+time, by Gaussian noise regenerated from a seed, so memory stays at inference
+level whatever the model size.
+
+Exact restore. ``w + n - n`` does not give back ``w`` in floating point (in
+bf16 with sigma=1e-3 about 5% of weights change per round trip). Keeping a
+master copy would double memory, so instead, while a chunk is perturbed and its
+original is still in hand, we note the elements whose add-then-subtract does
+not round-trip and their original values, and patch them after the
+subtraction. The patch list is a small fraction of the weights' size.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .base import PARAMETRIZATIONS, SEEDED, Parametrization, SeededUpdate
+from .noise import chunk_bounds, chunk_noise, correlated_noise, name_key
+
+NOISE_MODES = ("independent", "correlated")
+
+_BIT_VIEW = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+@dataclass(frozen=True)
+class FullConfig:
+    """Which weights are searched and how their noise is drawn."""
+
+    include: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "regexes; a parameter is searched if its name matches one (empty: all)"},
+    )
+    exclude: tuple[str, ...] = field(
+        default=(), metadata={"help": "regexes; a parameter whose name matches one is not searched"}
+    )
+    noise: str = field(
+        default="independent",
+        metadata={
+            "help": "'independent': own stream per (seed, tensor, chunk); 'correlated': every "
+            "tensor re-seeded with the member seed, as the paper's script does"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.noise not in NOISE_MODES:
+            raise ValueError(
+                f"noise={self.noise!r} is not valid; use one of: {', '.join(NOISE_MODES)}"
+            )
+        for pattern in (*self.include, *self.exclude):
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(
+                    f"include/exclude pattern {pattern!r} is not a regex: {error}"
+                ) from None
+
+
+@dataclass
+class _Target:
+    """One searched tensor and the element ranges its noise is generated in."""
+
+    name: str
+    param: torch.nn.Parameter
+    key: int
+    chunks: list[tuple[int, int]]
+
+    def flat(self) -> torch.Tensor:
+        return self.param.data.view(-1)
+
+
+@PARAMETRIZATIONS.register("full")
+class FullWeights(Parametrization):
+    """Seeded perturbations of full weight tensors (name: ``full``)."""
+
+    config_class = FullConfig
+    kinds = frozenset({SEEDED})
+
+    def __init__(self, config: FullConfig | None = None) -> None:
+        super().__init__(config)
+        self._targets: list[_Target] = []
+        self._history: list[dict[str, Any]] = []
+        self._active: tuple[int, float, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+
+    def bind(self, model: torch.nn.Module) -> None:
+        self.model = model
+        names = [name for name, _ in model.named_parameters()]
+        self._targets = [
+            self._target(name, param)
+            for name, param in model.named_parameters()
+            if param.is_floating_point() and self._selected(name)
+        ]
+        if not self._targets:
+            raise ValueError(
+                f"no parameter matches include={list(self.config.include)} "
+                f"exclude={list(self.config.exclude)}; parameter names look like: "
+                f"{', '.join(names[:4])}"
+            )
+        self._history = []
+
+    def _selected(self, name: str) -> bool:
+        included = not self.config.include or any(re.search(p, name) for p in self.config.include)
+        return included and not any(re.search(p, name) for p in self.config.exclude)
+
+    def _target(self, name: str, param: torch.nn.Parameter) -> _Target:
+        if not param.data.is_contiguous():
+            raise ValueError(f"parameter {name} is not contiguous; cannot perturb it in place")
+        numel = param.numel()
+        chunks = [(0, numel)] if self.config.noise == "correlated" else chunk_bounds(numel)
+        return _Target(name, param, name_key(name), chunks)
+
+    @property
+    def dim(self) -> int:
+        return sum(t.param.numel() for t in self._targets)
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return [t.name for t in self._targets]
+
+    def _noise(self, seed: int, target: _Target, chunk: int) -> torch.Tensor:
+        start, end = target.chunks[chunk]
+        device = target.param.device
+        if self.config.noise == "correlated":
+            return correlated_noise(seed, target.param.shape, device)
+        return chunk_noise(seed, target.key, chunk, end - start, device)
+
+    def _chunks(self):
+        for target in self._targets:
+            flat = target.flat()
+            for index, (start, end) in enumerate(target.chunks):
+                yield target, index, flat[start:end]
+
+    @torch.no_grad()
+    def perturb(self, seed: int, scale: float) -> None:
+        if self._active is not None:
+            raise RuntimeError("perturb() called twice without unperturb(); restore first")
+        patches = []
+        for target, index, view in self._chunks():
+            noise = self._noise(seed, target, index).mul_(scale)
+            original = view.clone()
+            view.add_(noise)
+            restored = view.clone().sub_(noise)  # exactly what unperturb() will compute
+            bits = _BIT_VIEW[view.element_size()]
+            wrong = (restored.view(bits) != original.view(bits)).nonzero().squeeze(1)
+            patches.append((wrong, original[wrong]))
+        self._active = (seed, scale, patches)
+
+    @torch.no_grad()
+    def unperturb(self) -> None:
+        if self._active is None:
+            raise RuntimeError("unperturb() called with no active perturbation")
+        seed, scale, patches = self._active
+        for (target, index, view), (wrong, values) in zip(self._chunks(), patches):
+            view.sub_(self._noise(seed, target, index).mul_(scale))
+            view[wrong] = values
+        self._active = None
+
+    @torch.no_grad()
+    def apply_update(self, update: SeededUpdate, decay: float = 0.0) -> None:
+        if self._active is not None:
+            raise RuntimeError("apply_update() during a perturbation; unperturb() first")
+        update = [(int(seed), float(coeff)) for seed, coeff in update]
+        for target, index, view in self._chunks():
+            step = torch.zeros(view.numel(), dtype=torch.float32, device=view.device)
+            for seed, coeff in update:
+                step.add_(self._noise(seed, target, index), alpha=coeff)
+            new = view.to(torch.float32, copy=True)
+            if decay:
+                new.mul_(1.0 - decay)
+            view.copy_(new.add_(step))
+        self._history.append({"update": [list(pair) for pair in update], "decay": float(decay)})
+
+    def noise_tensors(self, seed: int) -> dict[str, torch.Tensor]:
+        """The full fp32 noise ``eps(seed)`` per searched tensor (for tests and analysis)."""
+        return {
+            target.name: torch.cat(
+                [self._noise(seed, target, i) for i in range(len(target.chunks))]
+            ).view(target.param.shape)
+            for target in self._targets
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [dict(entry) for entry in self._history]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self._history:
+            raise RuntimeError("load_state_dict() replays onto the base model; bind a fresh one")
+        for entry in state["history"]:
+            self.apply_update(entry["update"], entry["decay"])
+
+    def save_pretrained(self, path: str | Path) -> None:
+        self.model.save_pretrained(str(path))

@@ -1,0 +1,67 @@
+"""Seeded Gaussian noise that any tensor, and any chunk of a tensor, regenerates alone.
+
+Why not one generator per member: a perturbation of a billion weights cannot
+be stored, so it is regenerated from its seed whenever it is needed (to
+perturb, to restore, to apply the update). Each chunk of each tensor gets its
+own generator, seeded by a hash of ``(member seed, tensor key, chunk index)``
+(EGGROLL's fold-in), so no two tensors or members share a stream, any chunk
+can be rebuilt without the others, and the temporaries stay chunk-sized.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+#: Elements per noise chunk. Part of the definition of the noise: changing it
+#: changes every perturbation, so it is a constant, not an option.
+CHUNK_ELEMENTS = 1 << 22
+
+_MASK64 = (1 << 64) - 1
+
+
+def splitmix64(value: int) -> int:
+    """One step of the SplitMix64 mixer: a cheap, well-spread 64-bit hash of an integer."""
+    value = (value + 0x9E3779B97F4A7C15) & _MASK64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return value ^ (value >> 31)
+
+
+def fold_in(*parts: int) -> int:
+    """Combines integers into one 63-bit seed; order matters, collisions are negligible."""
+    state = 0
+    for part in parts:
+        state = splitmix64(state ^ (part & _MASK64))
+    return state >> 1
+
+
+def name_key(name: str) -> int:
+    """A stable 64-bit key for a tensor name (Python's ``hash`` is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
+
+
+def chunk_bounds(numel: int) -> list[tuple[int, int]]:
+    """The ``[start, end)`` element ranges that a flat tensor of ``numel`` is noised in."""
+    return [(s, min(s + CHUNK_ELEMENTS, numel)) for s in range(0, numel, CHUNK_ELEMENTS)]
+
+
+def chunk_noise(
+    seed: int, key: int, chunk: int, numel: int, device: torch.device | str
+) -> torch.Tensor:
+    """Standard normal fp32 noise for chunk ``chunk`` of the tensor with ``key``, member ``seed``."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(fold_in(seed, key, chunk))
+    return torch.randn(numel, generator=generator, device=device, dtype=torch.float32)
+
+
+def correlated_noise(seed: int, shape: torch.Size, device: torch.device | str) -> torch.Tensor:
+    """The paper script's noise: every tensor re-seeded with the member seed alone.
+
+    Equal-shaped tensors then get equal noise. Kept only to reproduce
+    Qiu et al.'s released script; generated whole, as the script does.
+    """
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return torch.randn(shape, generator=generator, device=device, dtype=torch.float32).flatten()

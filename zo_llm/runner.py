@@ -1,0 +1,367 @@
+"""The generic loop: ask -> evaluate -> tell, with held-out evaluation, logs and checkpoints.
+
+The runner composes one strategy, one parametrization and one task, chosen by
+registry name or passed as objects, and never branches on which ones they are.
+
+A run is a folder::
+
+    run_config.json   the resolved config (names and every component's options)
+    metrics.jsonl     one JSON object per iteration and per evaluation
+    tensorboard/      the same numbers as TensorBoard events
+    checkpoint.pt     the latest checkpoint, replaced atomically
+    final/            the trained model, a save_pretrained folder with its tokenizer
+
+Reproducibility: member seeds come from (run seed, generation, member) and the
+prompt minibatch of iteration i from (run seed, i), so a checkpoint needs only
+the strategy's counters and the parametrization's update history; a resumed
+run computes the same numbers as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import make_config
+from .evaluation import SequentialEvaluator, evaluate_task
+from .logging import RunLogger, read_metrics
+from .models.generation import TextGenerator
+from .models.loading import load_model
+from .parametrizations.base import PARAMETRIZATIONS, Parametrization
+from .strategies.base import STRATEGIES, Strategy
+from .tasks.base import TASKS, Task
+
+CONFIG_FILE = "run_config.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+FINAL_DIR = "final"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; every field is a CLI flag and a TOML key."""
+
+    model: str | None = field(default=None, metadata={"help": "hub id or local model folder"})
+    strategy: str = field(default="es", metadata={"help": "strategy name (zo-llm list)"})
+    space: str = field(default="full", metadata={"help": "parametrization name (zo-llm list)"})
+    task: str = field(default="countdown", metadata={"help": "task name (zo-llm list)"})
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    space_options: dict[str, Any] = field(default_factory=dict)
+    task_options: dict[str, Any] = field(default_factory=dict)
+    iterations: int = field(default=50, metadata={"help": "iterations in total"})
+    batch_size: int = field(default=16, metadata={"help": "training prompts per iteration"})
+    max_new_tokens: int = field(default=128, metadata={"help": "tokens generated per prompt"})
+    generation_batch_size: int = field(default=32, metadata={"help": "prompts per forward batch"})
+    eval_every: int = field(
+        default=10, metadata={"help": "held-out evaluation period (0: start/end)"}
+    )
+    eval_size: int | None = field(default=None, metadata={"help": "held-out examples (None: all)"})
+    checkpoint_every: int = field(default=10, metadata={"help": "checkpoint period in iterations"})
+    dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
+    seed: int = field(default=0, metadata={"help": "seeds noise and minibatches"})
+    threads: int | None = field(
+        default=None, metadata={"help": "torch CPU threads (None: torch's)"}
+    )
+    out: str | None = field(default=None, metadata={"help": "run folder (created)"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    tensorboard: bool = field(default=True, metadata={"help": "write TensorBoard events"})
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "batch_size", "max_new_tokens", "generation_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        for name in ("eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        if self.eval_size is not None and self.eval_size < 1:
+            raise ValueError(f"eval_size={self.eval_size} must be >= 1 (or None for all)")
+
+
+def build_task(name: str, options: dict[str, Any] | None = None) -> Task:
+    cls = TASKS.get(name)
+    return cls(make_config(cls.config_class, options, f"task {name!r}"))
+
+
+def build_space(name: str, options: dict[str, Any] | None = None) -> Parametrization:
+    cls = PARAMETRIZATIONS.get(name)
+    return cls(make_config(cls.config_class, options, f"parametrization {name!r}"))
+
+
+def build_strategy(
+    name: str, space: Parametrization, options: dict[str, Any] | None = None, seed: int = 0
+) -> Strategy:
+    cls = STRATEGIES.get(name)
+    return cls(space, make_config(cls.config_class, options, f"strategy {name!r}"), seed=seed)
+
+
+class Experiment:
+    """One training run: a model, a task, a parametrization and a strategy, and a run folder.
+
+    Components are built from the config's registry names, or passed in as
+    objects (a user's own :class:`Task`, say); ``model``/``tokenizer`` may be
+    passed to reuse an already-loaded model.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        model: torch.nn.Module | None = None,
+        tokenizer: Any = None,
+        task: Task | None = None,
+        space: Parametrization | None = None,
+    ) -> None:
+        self.config = config
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        if model is None:
+            if config.model is None:
+                raise ValueError("no model given: pass --model (a hub id or a local folder)")
+            model, tokenizer = load_model(config.model, config.dtype, config.device)
+        self.model, self.tokenizer = model, tokenizer
+        self.task = task if task is not None else build_task(config.task, config.task_options)
+        self.space = space if space is not None else build_space(config.space, config.space_options)
+        self.strategy = build_strategy(
+            config.strategy, self.space, config.strategy_options, seed=config.seed
+        )
+        self.space.bind(self.model)
+        self.train_examples = list(self.task.examples("train"))
+        eval_examples = list(self.task.examples("eval"))
+        self.eval_examples = (
+            eval_examples[: config.eval_size] if config.eval_size else eval_examples
+        )
+        if config.batch_size > len(self.train_examples):
+            raise ValueError(
+                f"batch_size={config.batch_size} exceeds the {len(self.train_examples)} training "
+                "examples of the task; lower --batch-size or give the task more data"
+            )
+        self.generator = TextGenerator(
+            self.model, self.tokenizer, config.max_new_tokens, config.generation_batch_size
+        )
+        self.evaluator = SequentialEvaluator(self.space, self.generator, self.task)
+        self.out = Path(config.out) if config.out else None
+        self.iteration = 0
+        self.elapsed = 0.0
+
+    # --- the loop -------------------------------------------------------
+
+    def minibatch(self, iteration: int) -> list[dict[str, Any]]:
+        """The training prompts of ``iteration``: a function of (seed, iteration) only."""
+        rng = np.random.default_rng([self.config.seed, iteration])
+        picks = rng.choice(len(self.train_examples), self.config.batch_size, replace=False)
+        return [self.train_examples[i] for i in picks]
+
+    def step(self) -> dict[str, Any]:
+        """Runs one iteration (all its ask/tell rounds) and returns its train record."""
+        start = time.perf_counter()
+        examples = self.minibatch(self.iteration)
+        encoded = self.generator.encode([self.task.prompt(e) for e in examples])
+        rewards, invalid, failures = [], 0, 0
+        while True:
+            candidates = self.strategy.ask()
+            result = self.evaluator.evaluate(candidates, examples, encoded)
+            info = self.strategy.tell(candidates, result.rewards)
+            rewards.extend(result.rewards.tolist())
+            invalid += info.get("invalid", 0)
+            failures += result.failures
+            if info["complete"]:
+                break
+        self.iteration += 1
+        seconds = time.perf_counter() - start
+        self.elapsed += seconds
+        values = np.asarray(rewards)
+        finite = values[np.isfinite(values)] if np.isfinite(values).any() else np.array([np.nan])
+        return {
+            "type": "train",
+            "iteration": self.iteration,
+            "reward_mean": float(finite.mean()),
+            "reward_std": float(finite.std()),
+            "reward_min": float(finite.min()),
+            "reward_max": float(finite.max()),
+            "invalid_members": invalid,
+            "reward_failures": failures,
+            "iteration_seconds": seconds,
+            "time": self.elapsed,
+        }
+
+    def evaluate(self) -> dict[str, Any]:
+        """Held-out metrics of the current model, as an eval record."""
+        metrics, _ = evaluate_task(self.generator, self.task, self.eval_examples)
+        return {
+            "type": "eval",
+            "iteration": self.iteration,
+            "split": "eval",
+            **metrics,
+            "time": self.elapsed,
+        }
+
+    def run(self, logger: RunLogger | None = None) -> list[dict[str, Any]]:
+        """Trains up to ``config.iterations`` and returns the records logged by this call."""
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._write_config()
+        logger = logger or (
+            RunLogger(self.out, tensorboard=self.config.tensorboard) if self.out else None
+        )
+        records: list[dict[str, Any]] = []
+
+        def log(record: dict[str, Any]) -> None:
+            records.append(record)
+            if logger is not None:
+                logger.log(record)
+
+        if self.iteration == 0:
+            log(self.evaluate())
+        progress = _progress(self.config, self.iteration)
+        try:
+            while self.iteration < self.config.iterations:
+                record = self.step()
+                log(record)
+                progress.update(1)
+                progress.set_postfix(reward=f"{record['reward_mean']:.4f}")
+                last = self.iteration == self.config.iterations
+                if last or _due(self.iteration, self.config.eval_every):
+                    log(self.evaluate())
+                if self.out is not None and (
+                    last or _due(self.iteration, self.config.checkpoint_every)
+                ):
+                    self.save_checkpoint(logger.lines if logger else 0)
+        finally:
+            progress.close()
+            if logger is not None:
+                logger.close()
+        if self.out is not None:
+            self.save_final(self.out / FINAL_DIR)
+        self.records = records
+        return records
+
+    # --- files ----------------------------------------------------------
+
+    def resolved_config(self) -> dict[str, Any]:
+        """The config with every component's full options, as written to ``run_config.json``."""
+        config = dataclasses.asdict(self.config)
+        config["strategy_options"] = dataclasses.asdict(self.strategy.config)
+        config["space_options"] = dataclasses.asdict(self.space.config)
+        config["task_options"] = dataclasses.asdict(self.task.config)
+        return {"zo_llm_version": __version__, "config": config}
+
+    def _write_config(self) -> None:
+        _atomic_write_text(self.out / CONFIG_FILE, json.dumps(self.resolved_config(), indent=2))
+
+    def save_checkpoint(self, metrics_lines: int) -> None:
+        """Writes ``checkpoint.pt`` atomically: a crash mid-write leaves the previous one valid."""
+        state = {
+            "iteration": self.iteration,
+            "elapsed": self.elapsed,
+            "metrics_lines": metrics_lines,
+            "strategy": self.strategy.state_dict(),
+            "space": self.space.state_dict(),
+        }
+        path = self.out / CHECKPOINT_FILE
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: Path) -> int:
+        """Restores strategy and space from a checkpoint; returns the metrics lines it had seen."""
+        state = torch.load(path, weights_only=True)
+        self.strategy.load_state_dict(state["strategy"])
+        self.space.load_state_dict(state["space"])
+        self.iteration = int(state["iteration"])
+        self.elapsed = float(state["elapsed"])
+        return int(state["metrics_lines"])
+
+    def save_final(self, path: Path) -> None:
+        """The trained model as a ``save_pretrained`` folder, tokenizer included."""
+        self.space.save_pretrained(path)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(str(path))
+
+
+def _due(iteration: int, every: int) -> bool:
+    return every > 0 and iteration % every == 0
+
+
+def _progress(config: TrainConfig, initial: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=config.iterations,
+        initial=initial,
+        disable=not config.progress,
+        desc="zo-llm",
+        unit="it",
+        dynamic_ncols=True,
+    )
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig | None = None, **options: Any) -> Experiment:
+    """Trains from a config (or keyword options) and returns the finished :class:`Experiment`.
+
+    Objects can stand in for registry names: ``task=MyTask()``,
+    ``space=FullWeights(...)``, ``model=<loaded model>`` with ``tokenizer=``.
+
+    Example::
+
+        exp = zo_llm.train(model="path/to/model", task="countdown", iterations=20,
+                           strategy_options={"population": 16}, out="runs/cd")
+    """
+    objects = {
+        k: options.pop(k) for k in ("task", "space") if not isinstance(options.get(k, ""), str)
+    }
+    for key in ("model", "tokenizer"):
+        if key in options and not isinstance(options[key], (str, type(None))):
+            objects[key] = options.pop(key)
+    config = dataclasses.replace(config, **options) if config else TrainConfig(**options)
+    experiment = Experiment(config, **objects)
+    experiment.run()
+    return experiment
+
+
+def resume(run_dir: str | Path, iterations: int | None = None, **objects: Any) -> Experiment:
+    """Continues the run in ``run_dir`` from its last checkpoint, up to ``iterations`` in total.
+
+    The saved config is used as it was, so the continuation computes the same
+    numbers as a run that never stopped.
+    """
+    run_dir = Path(run_dir)
+    checkpoint = run_dir / CHECKPOINT_FILE
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"{run_dir} has no {CHECKPOINT_FILE}; nothing to resume")
+    saved = load_run_config(run_dir)
+    if iterations is not None:
+        saved["iterations"] = iterations
+    saved["out"] = str(run_dir)
+    experiment = Experiment(TrainConfig(**saved), **objects)
+    lines = experiment.load_checkpoint(checkpoint)
+    logger = RunLogger(run_dir, keep_lines=lines, tensorboard=experiment.config.tensorboard)
+    experiment.run(logger)
+    return experiment
+
+
+def load_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The ``TrainConfig`` fields saved in a run folder."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a zo-llm run folder (no {CONFIG_FILE})")
+    return json.loads(path.read_text())["config"]
+
+
+def run_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl``."""
+    return read_metrics(run_dir)

@@ -1,0 +1,127 @@
+"""The strategy protocol: ask for candidates, tell their rewards, update.
+
+Like pycma, evotorch and evosax, a strategy is driven by ``ask``/``tell``. The
+public methods here do the shared bookkeeping (generation counter, checks,
+non-finite rewards) and call ``_ask``/``_tell``, which a strategy implements.
+An iteration may be several ask/tell rounds (ESSAM has two); ``tell`` says
+when one is complete.
+
+Candidates are seeds, not tensors: a strategy bound to a ``"seeded"``
+parametrization proposes ``(seed, scale)`` pairs and asks the parametrization to
+apply updates written as ``[(seed, coeff), ...]``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..parametrizations.base import PARAMETRIZATIONS, Parametrization
+from ..parametrizations.noise import fold_in
+from ..registry import Registry
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One member to evaluate: the point ``theta + scale * eps(seed)``."""
+
+    seed: int
+    scale: float
+
+
+class IncompatibleSpaceError(ValueError):
+    """A strategy was paired with a parametrization it cannot search."""
+
+
+class Strategy(ABC):
+    """Base class of all strategies.
+
+    Subclasses set ``config_class`` and ``supported_kinds`` and implement
+    :meth:`_ask` and :meth:`_tell`. Rewards are "higher is better".
+    """
+
+    config_class: ClassVar[type]
+    supported_kinds: ClassVar[frozenset[str]] = frozenset()
+    name: ClassVar[str] = "strategy"
+
+    def __init__(self, space: Parametrization, config: Any = None, seed: int = 0) -> None:
+        if not self.supported_kinds & space.kinds:
+            raise IncompatibleSpaceError(self._pairing_message(space))
+        self.space = space
+        self.config = config if config is not None else self.config_class()
+        self.seed = int(seed)
+        self.generation = 0
+
+    @classmethod
+    def test_config(cls) -> Any:
+        """A config small enough for unit tests."""
+        return cls.config_class()
+
+    def _pairing_message(self, space: Parametrization) -> str:
+        fitting = [
+            name
+            for name in PARAMETRIZATIONS.names()
+            if PARAMETRIZATIONS.get(name).kinds & self.supported_kinds
+        ]
+        return (
+            f"strategy {self.name!r} searches {'/'.join(sorted(self.supported_kinds))} spaces, "
+            f"but {type(space).__name__} is {'/'.join(sorted(space.kinds)) or 'of no kind'}; "
+            f"spaces that work with {self.name!r}: {', '.join(fitting) or '(none registered)'}"
+        )
+
+    def member_seed(self, member: int, stage: int = 0) -> int:
+        """The noise seed of ``member`` at this generation: a hash of (run seed, generation, stage, member)."""
+        return fold_in(self.seed, self.generation, stage, member)
+
+    def ask(self) -> list[Candidate]:
+        """The candidates of the current round."""
+        return self._ask()
+
+    def tell(self, candidates: Sequence[Candidate], rewards: Sequence[float]) -> dict[str, Any]:
+        """Takes the rewards of :meth:`ask`'s candidates and updates the search point.
+
+        Non-finite rewards (a failed or NaN reward) are replaced by the worst
+        finite reward of the population, so a broken member never pulls the
+        update towards itself; if no reward is finite the round is skipped
+        and nothing moves. Returns an info dict with ``complete`` (the
+        iteration ended) and ``invalid`` (how many rewards were replaced).
+        """
+        values = np.asarray(rewards, dtype=np.float64)
+        if values.shape != (len(candidates),):
+            raise ValueError(f"got {values.size} rewards for {len(candidates)} candidates")
+        finite = np.isfinite(values)
+        invalid = int((~finite).sum())
+        if not finite.any():
+            return {"complete": True, "invalid": invalid, "skipped": True} | self._skip()
+        values = np.where(finite, values, values[finite].min())
+        info = {"invalid": invalid, **self._tell(list(candidates), values)}
+        info.setdefault("complete", True)
+        if info["complete"]:
+            self.generation += 1
+        return info
+
+    def _skip(self) -> dict[str, Any]:
+        """Called when a round has no usable reward; the generation still advances."""
+        self.generation += 1
+        return {}
+
+    @abstractmethod
+    def _ask(self) -> list[Candidate]: ...
+
+    @abstractmethod
+    def _tell(self, candidates: list[Candidate], rewards: np.ndarray) -> dict[str, Any]: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-identically (the point itself lives in the space)."""
+        return {"generation": self.generation, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generation = int(state["generation"])
+        self.seed = int(state["seed"])
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

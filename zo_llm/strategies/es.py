@@ -1,0 +1,107 @@
+"""OpenAI-style evolution strategies on seeded perturbations (name: ``es``).
+
+Implements the method of Qiu et al., *Evolution Strategies at Scale: LLM
+Fine-Tuning Beyond Reinforcement Learning* (arXiv 2509.24372,
+https://arxiv.org/abs/2509.24372), after Salimans et al. 2017:
+
+.. math::
+
+    \\theta \\leftarrow (1 - \\alpha\\lambda)\\,\\theta
+        + \\frac{\\alpha}{N} \\sum_{n=1}^{N} z_n \\, \\varepsilon_n,
+    \\qquad z = \\mathrm{shape}(R(\\theta + \\sigma \\varepsilon_n))
+
+with the paper's defaults N=30, sigma=1e-3, alpha=5e-4, z-scored rewards and
+no weight decay. The 1/sigma of the gradient estimate is folded into alpha, as
+in the paper. Antithetic pairs, centred-rank shaping and weight decay are
+options, off by default so that the default is the paper's setting.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..parametrizations.base import SEEDED
+from .base import STRATEGIES, Candidate, Strategy
+from .shaping import SHAPINGS
+
+
+@dataclass(frozen=True)
+class ESConfig:
+    """Hyperparameters of OpenAI-style ES; defaults are Qiu et al.'s."""
+
+    population: int = field(default=30, metadata={"help": "members per iteration (N)"})
+    sigma: float = field(default=1e-3, metadata={"help": "perturbation scale"})
+    lr: float = field(
+        default=5e-4, metadata={"help": "learning rate alpha (1/sigma folded in, as in the paper)"}
+    )
+    antithetic: bool = field(
+        default=False, metadata={"help": "evaluate pairs +eps/-eps (population must be even)"}
+    )
+    shaping: str = field(
+        default="zscore", metadata={"help": "fitness shaping: zscore, centered_rank or raw"}
+    )
+    weight_decay: float = field(
+        default=0.0, metadata={"help": "decoupled weight decay: theta *= 1 - lr * weight_decay"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.population < 2:
+            raise ValueError(f"population={self.population} is too small; use 2 or more")
+        if self.antithetic and self.population % 2:
+            raise ValueError(
+                f"population={self.population} with antithetic=True must be even; "
+                f"use {self.population + 1}"
+            )
+        for name in ("sigma", "lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be positive")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay={self.weight_decay} must be >= 0")
+        SHAPINGS.get(self.shaping)  # unknown names list the known ones
+
+
+@STRATEGIES.register("es")
+class OpenAIES(Strategy):
+    """OpenAI-style ES with seeded noise (Qiu et al. 2025)."""
+
+    config_class = ESConfig
+    supported_kinds = frozenset({SEEDED})
+    name = "es"
+
+    @classmethod
+    def test_config(cls) -> ESConfig:
+        return ESConfig(population=4, sigma=1e-2, lr=1e-2)
+
+    def _ask(self) -> list[Candidate]:
+        config = self.config
+        if config.antithetic:
+            seeds = [self.member_seed(m) for m in range(config.population // 2)]
+            return [Candidate(s, sign * config.sigma) for s in seeds for sign in (1.0, -1.0)]
+        return [Candidate(self.member_seed(m), config.sigma) for m in range(config.population)]
+
+    def _tell(self, candidates: list[Candidate], rewards: np.ndarray) -> dict[str, Any]:
+        config = self.config
+        weights = SHAPINGS.get(config.shaping)(rewards)
+        self.space.apply_update(
+            seeded_update(candidates, weights, config.lr / len(candidates)),
+            decay=config.lr * config.weight_decay,
+        )
+        return {"complete": True}
+
+
+def seeded_update(
+    candidates: list[Candidate], weights: np.ndarray, step: float
+) -> list[tuple[int, float]]:
+    """``[(seed, coeff)]`` for ``step * sum_n w_n * eps_n`` with eps_n = sign(scale_n) * eps(seed_n).
+
+    Antithetic members share a seed, so their coefficients merge into one pair
+    and the noise of that seed is generated once per tensor.
+    """
+    coeffs: dict[int, float] = defaultdict(float)
+    for candidate, weight in zip(candidates, weights):
+        coeffs[candidate.seed] += step * float(weight) * float(np.sign(candidate.scale))
+    return list(coeffs.items())
