@@ -13,11 +13,10 @@ import argparse
 import dataclasses
 import json
 import sys
+import tomllib
 import typing
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from .config import option_help
 from .runner import TrainConfig
@@ -196,7 +195,8 @@ def resolve_train_config(args: argparse.Namespace) -> dict[str, Any]:
     unknown = sorted(set(fields) - names)
     if unknown:
         raise ValueError(
-            f"{args.config}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}"
+            f"{args.config}: unknown key(s) {', '.join(unknown)}; "
+            f"valid keys: {', '.join(sorted(names))}"
         )
     for name in names:
         if hasattr(args, name):

@@ -77,6 +77,7 @@ def _coerce(value: Any, annotation: Any, name: str, owner: str) -> Any:
             return tuple(value)
     except ValueError:
         raise ValueError(
-            f"{owner}: option {name}={value!r} is not a valid {getattr(annotation, '__name__', annotation)}"
+            f"{owner}: option {name}={value!r} is not a valid "
+            f"{getattr(annotation, '__name__', annotation)}"
         ) from None
     return value

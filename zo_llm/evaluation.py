@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 def score(task: Task, examples: Sequence[Example], completions: Sequence[str]) -> list[float]:
     """Rewards of ``completions``; failures become NaN (see the module's reward policy)."""
     rewards = []
-    for example, completion in zip(examples, completions):
+    for example, completion in zip(examples, completions, strict=True):
         try:
             value = float(task.reward(example, completion))
         except Exception as error:  # a user's reward must not kill a long run

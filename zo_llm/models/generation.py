@@ -80,7 +80,7 @@ class TextGenerator:
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             texts = self._generate_batch([encoded[i] for i in batch])
-            for index, text in zip(batch, texts):
+            for index, text in zip(batch, texts, strict=True):
                 completions[index] = text
         return completions
 

@@ -157,7 +157,7 @@ class FullWeights(Parametrization):
         if self._active is None:
             raise RuntimeError("unperturb() called with no active perturbation")
         seed, scale, patches = self._active
-        for (target, index, view), (wrong, values) in zip(self._chunks(), patches):
+        for (target, index, view), (wrong, values) in zip(self._chunks(), patches, strict=True):
             view.sub_(self._noise(seed, target, index).mul_(scale))
             view[wrong] = values
         self._active = None

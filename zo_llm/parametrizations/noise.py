@@ -50,7 +50,7 @@ def chunk_bounds(numel: int) -> list[tuple[int, int]]:
 def chunk_noise(
     seed: int, key: int, chunk: int, numel: int, device: torch.device | str
 ) -> torch.Tensor:
-    """Standard normal fp32 noise for chunk ``chunk`` of the tensor with ``key``, member ``seed``."""
+    """Standard normal fp32 noise of one chunk of the tensor ``key``, for member ``seed``."""
     generator = torch.Generator(device=device)
     generator.manual_seed(fold_in(seed, key, chunk))
     return torch.randn(numel, generator=generator, device=device, dtype=torch.float32)

@@ -74,7 +74,7 @@ class Strategy(ABC):
         )
 
     def member_seed(self, member: int, stage: int = 0) -> int:
-        """The noise seed of ``member`` at this generation: a hash of (run seed, generation, stage, member)."""
+        """Noise seed of ``member``: a hash of (run seed, generation, stage, member)."""
         return fold_in(self.seed, self.generation, stage, member)
 
     def ask(self) -> list[Candidate]:

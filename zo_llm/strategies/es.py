@@ -96,12 +96,12 @@ class OpenAIES(Strategy):
 def seeded_update(
     candidates: list[Candidate], weights: np.ndarray, step: float
 ) -> list[tuple[int, float]]:
-    """``[(seed, coeff)]`` for ``step * sum_n w_n * eps_n`` with eps_n = sign(scale_n) * eps(seed_n).
+    """``[(seed, coeff)]`` for ``step * sum_n w_n eps_n``, eps_n = sign(scale_n) eps(seed_n).
 
     Antithetic members share a seed, so their coefficients merge into one pair
     and the noise of that seed is generated once per tensor.
     """
     coeffs: dict[int, float] = defaultdict(float)
-    for candidate, weight in zip(candidates, weights):
+    for candidate, weight in zip(candidates, weights, strict=True):
         coeffs[candidate.seed] += step * float(weight) * float(np.sign(candidate.scale))
     return list(coeffs.items())

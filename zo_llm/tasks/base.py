@@ -11,14 +11,14 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from ..registry import Registry
 
 Example = dict[str, Any]
 #: A prompt is either plain text or a list of chat messages
 #: (``{"role": ..., "content": ...}``) to be rendered with the tokenizer's chat template.
-Prompt = Union[str, list[dict[str, str]]]
+Prompt = str | list[dict[str, str]]
 
 SPLITS = ("train", "eval")
 
