@@ -65,6 +65,10 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}; known {self.kind} names: {known}"
             ) from None
 
+    def name_of(self, entry: object) -> str | None:
+        """The name ``entry`` is registered under, or None."""
+        return next((name for name, known in self._entries.items() if known is entry), None)
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

@@ -87,13 +87,22 @@ class TrainConfig:
 
 
 def build_task(name: str, options: dict[str, Any] | None = None) -> Task:
-    cls = TASKS.get(name)
+    cls = _lookup(TASKS, name, "task")
     return cls(make_config(cls.config_class, options, f"task {name!r}"))
 
 
 def build_space(name: str, options: dict[str, Any] | None = None) -> Parametrization:
-    cls = PARAMETRIZATIONS.get(name)
+    cls = _lookup(PARAMETRIZATIONS, name, "space")
     return cls(make_config(cls.config_class, options, f"parametrization {name!r}"))
+
+
+def _lookup(registry: Any, name: str, argument: str) -> Any:
+    if name.startswith("python:"):
+        raise ValueError(
+            f"this run used an unregistered {argument} object ({name[7:]}); pass it again "
+            f"(resume(run, {argument}=...)) or register its class by name"
+        )
+    return registry.get(name)
 
 
 def build_strategy(
@@ -130,6 +139,8 @@ class Experiment:
         self.model, self.tokenizer = model, tokenizer
         self.task = task if task is not None else build_task(config.task, config.task_options)
         self.space = space if space is not None else build_space(config.space, config.space_options)
+        config.task = _component_name(TASKS, self.task)
+        config.space = _component_name(PARAMETRIZATIONS, self.space)
         self.strategy = build_strategy(
             config.strategy, self.space, config.strategy_options, seed=config.seed
         )
@@ -285,6 +296,16 @@ class Experiment:
         self.space.save_pretrained(path)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(str(path))
+
+
+def _component_name(registry: Any, component: Any) -> str:
+    """The registry name of a component object, or ``python:module.Class`` for an unregistered one.
+
+    An unregistered component cannot be rebuilt from ``run_config.json``; a
+    resume must pass the object again.
+    """
+    cls = type(component)
+    return registry.name_of(cls) or f"python:{cls.__module__}.{cls.__qualname__}"
 
 
 def _due(iteration: int, every: int) -> bool:

@@ -149,7 +149,8 @@ class FullWeights(Parametrization):
             restored = view.clone().sub_(noise)  # exactly what unperturb() will compute
             bits = _BIT_VIEW[view.element_size()]
             wrong = (restored.view(bits) != original.view(bits)).nonzero().squeeze(1)
-            patches.append((wrong, original[wrong]))
+            # chunks are < 2**31 elements, so int32 indices halve the patch memory
+            patches.append((wrong.to(torch.int32), original[wrong]))
         self._active = (seed, scale, patches)
 
     @torch.no_grad()
