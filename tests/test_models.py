@@ -1,0 +1,75 @@
+"""Model loading and batched generation."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from zo_llm.models import TextGenerator, load_model, render_prompt
+
+
+def greedy_reference(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
+    """Greedy decoding by hand, one prompt, no padding, no generate()."""
+    ids = tokenizer(prompt)["input_ids"]
+    new = []
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            logits = model(torch.tensor([ids + new])).logits[0, -1]
+            new.append(int(logits.argmax()))
+            if new[-1] == model.generation_config.eos_token_id:
+                break
+    return tokenizer.decode(new, skip_special_tokens=True)
+
+
+def test_load_model_prepares_for_inference(model_dir):
+    model, tokenizer = load_model(model_dir, dtype="bfloat16", device="cpu")
+    assert tokenizer.padding_side == "left" and tokenizer.pad_token is not None
+    assert not model.training
+    assert all(not p.requires_grad and p.dtype == torch.bfloat16 for p in model.parameters())
+
+
+def test_load_model_errors(tmp_path, model_dir):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model(tmp_path / "missing")
+    with pytest.raises(ValueError, match="unknown dtype 'float8'.*float32, bfloat16, float16"):
+        load_model(model_dir, dtype="float8")
+    with pytest.raises(ValueError, match="unknown device"):
+        load_model(model_dir, device="gpu0")
+
+
+def test_batched_generation_equals_one_by_one_greedy(model, tokenizer):
+    prompts = ["1 + 2 =", "a much longer prompt, padded on the left:", "xyz"]
+    generator = TextGenerator(model, tokenizer, max_new_tokens=6, batch_size=3)
+    completions = generator.generate(generator.encode(prompts))
+    assert completions == [greedy_reference(model, tokenizer, p, 6) for p in prompts]
+    assert all(len(c) <= 6 for c in completions)  # one character per token: completion only
+
+
+def test_generation_stops_at_eos(model, tokenizer):
+    prompt = "stop here:"
+    first = tokenizer(greedy_reference(model, tokenizer, prompt, 1))["input_ids"][0]
+    stopping = copy.deepcopy(model)
+    stopping.generation_config.eos_token_id = first  # the first greedy token ends the reply
+    generator = TextGenerator(stopping, tokenizer, max_new_tokens=8)
+    assert len(generator.generate(generator.encode([prompt]))[0]) == 1
+
+
+def test_chat_messages_use_the_template_when_there_is_one(tokenizer):
+    messages = [{"role": "user", "content": "hi"}]
+    plain = copy.deepcopy(tokenizer)
+    plain.chat_template = None
+    assert render_prompt(plain, messages) == ("hi", False)
+    assert render_prompt(plain, "text") == ("text", False)
+    chat = copy.deepcopy(tokenizer)
+    chat.chat_template = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    assert render_prompt(chat, messages) == ("<user>hi<assistant>", True)
+
+
+def test_generator_rejects_bad_settings(model, tokenizer):
+    with pytest.raises(ValueError, match="max_new_tokens=0"):
+        TextGenerator(model, tokenizer, max_new_tokens=0)
