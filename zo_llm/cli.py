@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 import tomllib
 import typing
@@ -52,11 +53,19 @@ run.toml:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_transformers()
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError, OSError, KeyError) as error:
         print(f"zo-llm {args.command}: error: {error}", file=sys.stderr)
         return 2
+
+
+def _quiet_transformers() -> None:
+    """Our own progress bar is the one to watch; transformers' load/save bars only add noise."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,12 +255,29 @@ def _report(experiment: Any, final_dir: str) -> None:
     if experiment.out is None:
         return
     evals = [r for r in read_metrics(experiment.out) if r["type"] == "eval"]
-    task = experiment.config.task
     if evals:
         print(f"held-out before: {_metrics_line(evals[0])}")
         print(f"held-out after:  {_metrics_line(evals[-1])}")
     print(f"run folder: {experiment.out}")
-    print(f"evaluate:   zo-llm eval --model {experiment.out / final_dir} --task {task}")
+    print(f"evaluate:   {eval_command(experiment, experiment.out / final_dir)}")
+
+
+def eval_command(experiment: Any, model: Path) -> str:
+    """The ``zo-llm eval`` command that repeats the run's held-out evaluation on ``model``."""
+    config = experiment.config
+    parts = ["zo-llm eval", "--model", str(model), "--task", config.task]
+    task_config = experiment.task.config
+    defaults = type(task_config)()
+    for field in dataclasses.fields(task_config):
+        value = getattr(task_config, field.name)
+        if value != getattr(defaults, field.name):
+            shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+            parts += ["--task-opt", f"{field.name}={shown}"]
+    parts += ["--eval-size", str(len(experiment.eval_examples))]
+    parts += ["--max-new-tokens", str(config.max_new_tokens)]
+    parts += ["--generation-batch-size", str(config.generation_batch_size)]
+    parts += ["--dtype", config.dtype]
+    return " ".join(shlex.quote(p) if i and p != "zo-llm eval" else p for i, p in enumerate(parts))
 
 
 def _metrics_line(record: dict[str, Any]) -> str:

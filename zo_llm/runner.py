@@ -162,6 +162,8 @@ class Experiment:
         self.out = Path(config.out) if config.out else None
         self.iteration = 0
         self.elapsed = 0.0
+        self.evaluated_at: int | None = None
+        self.records: list[dict[str, Any]] = []
 
     # --- the loop -------------------------------------------------------
 
@@ -216,19 +218,31 @@ class Experiment:
         }
 
     def run(self, logger: RunLogger | None = None) -> list[dict[str, Any]]:
-        """Trains up to ``config.iterations`` and returns the records logged by this call."""
+        """Trains up to ``config.iterations`` and returns the records logged by this call.
+
+        Without a ``logger`` this starts a new run, and refuses a folder that
+        already holds one (resume it instead). The checkpoint of the last
+        iteration is written before the closing evaluation, so a run resumed
+        from it to more iterations logs exactly what an uninterrupted run would.
+        """
         if self.out is not None:
+            if logger is None and (self.out / CONFIG_FILE).exists():
+                raise FileExistsError(
+                    f"{self.out} already holds a run; resume it (--resume {self.out}) "
+                    "or choose another --out"
+                )
             self.out.mkdir(parents=True, exist_ok=True)
             self._write_config()
-        logger = logger or (
-            RunLogger(self.out, tensorboard=self.config.tensorboard) if self.out else None
-        )
+            if logger is None:
+                logger = RunLogger(self.out, tensorboard=self.config.tensorboard)
         records: list[dict[str, Any]] = []
 
         def log(record: dict[str, Any]) -> None:
             records.append(record)
             if logger is not None:
                 logger.log(record)
+            if record["type"] == "eval":
+                self.evaluated_at = record["iteration"]
 
         if self.iteration == 0:
             log(self.evaluate())
@@ -239,13 +253,14 @@ class Experiment:
                 log(record)
                 progress.update(1)
                 progress.set_postfix(reward=f"{record['reward_mean']:.4f}")
-                last = self.iteration == self.config.iterations
-                if last or _due(self.iteration, self.config.eval_every):
+                if _due(self.iteration, self.config.eval_every):
                     log(self.evaluate())
-                if self.out is not None and (
-                    last or _due(self.iteration, self.config.checkpoint_every)
-                ):
-                    self.save_checkpoint(logger.lines if logger else 0)
+                last = self.iteration == self.config.iterations
+                checkpoint_due = last or _due(self.iteration, self.config.checkpoint_every)
+                if self.out is not None and checkpoint_due:
+                    self.save_checkpoint(logger.lines)
+            if self.evaluated_at != self.iteration:
+                log(self.evaluate())
         finally:
             progress.close()
             if logger is not None:
@@ -354,23 +369,41 @@ def train(config: TrainConfig | None = None, **options: Any) -> Experiment:
     return experiment
 
 
-def resume(run_dir: str | Path, iterations: int | None = None, **objects: Any) -> Experiment:
+def resume(
+    run_dir: str | Path,
+    iterations: int | None = None,
+    *,
+    progress: bool | None = None,
+    threads: int | None = None,
+    **objects: Any,
+) -> Experiment:
     """Continues the run in ``run_dir`` from its last checkpoint, up to ``iterations`` in total.
 
-    The saved config is used as it was, so the continuation computes the same
-    numbers as a run that never stopped.
+    The saved config is used as it was (only the total ``iterations``, the
+    progress bar and the thread count may change), so the continuation
+    computes the same numbers as a run that never stopped. ``objects`` are
+    components passed to :class:`Experiment` (``model=``, ``task=``...), needed
+    when the run used objects that are not registered by name.
     """
     run_dir = Path(run_dir)
     checkpoint = run_dir / CHECKPOINT_FILE
     if not checkpoint.exists():
         raise FileNotFoundError(f"{run_dir} has no {CHECKPOINT_FILE}; nothing to resume")
     saved = load_run_config(run_dir)
-    if iterations is not None:
-        saved["iterations"] = iterations
+    done = int(torch.load(checkpoint, weights_only=True)["iteration"])
+    if iterations is not None and iterations < done:
+        raise ValueError(
+            f"{run_dir} is at iteration {done}; --iterations {iterations} would not continue it "
+            f"(give {done} or more)"
+        )
+    changes = {"iterations": iterations, "progress": progress, "threads": threads}
+    saved.update({key: value for key, value in changes.items() if value is not None})
     saved["out"] = str(run_dir)
     experiment = Experiment(TrainConfig(**saved), **objects)
     lines = experiment.load_checkpoint(checkpoint)
     logger = RunLogger(run_dir, keep_lines=lines, tensorboard=experiment.config.tensorboard)
+    kept_evals = [r for r in read_metrics(run_dir) if r["type"] == "eval"]
+    experiment.evaluated_at = kept_evals[-1]["iteration"] if kept_evals else None
     experiment.run(logger)
     return experiment
 

@@ -1,0 +1,344 @@
+"""The ``zo-llm`` command: list, train (flags, TOML, resume), eval, and its errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import zo_llm
+from zo_llm.cli import main
+from zo_llm.strategies import ESConfig
+
+TINY = [
+    "--iterations", "2",
+    "--population", "4",
+    "--sigma", "0.05",
+    "--lr", "0.05",
+    "--batch-size", "4",
+    "--max-new-tokens", "8",
+    "--task-opt", "train_size=8",
+    "--task-opt", "eval_size=4",
+    "--no-progress",
+]  # fmt: skip
+
+
+def train_args(model_dir, out, *extra):
+    return [
+        "train",
+        "--model",
+        str(model_dir),
+        "--task",
+        "countdown",
+        *TINY,
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def train_run(model_dir, out, capsys, *extra) -> Path:
+    assert main(train_args(model_dir, out, *extra)) == 0
+    capsys.readouterr()
+    return Path(out)
+
+
+def saved_config(run: Path) -> dict:
+    return json.loads((run / "run_config.json").read_text())["config"]
+
+
+def assert_clean_error(capsys, *fragments: str) -> str:
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    # One "zo-llm <command>: error: ..." line (transformers may print progress bars before it).
+    errors = [line for line in captured.err.splitlines() if line.startswith("zo-llm ")]
+    assert len(errors) == 1 and ": error: " in errors[0], captured.err
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+    return errors[0]
+
+
+# --- list -------------------------------------------------------------------
+
+
+def test_list_prints_every_registry(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for section in ("strategies:", "parametrizations:", "tasks:"):
+        assert section in out.splitlines()
+    names = {
+        line.split()[0] for line in out.splitlines() if line.startswith("  ") and line[2] != " "
+    }
+    assert {"es", "full", "countdown"} <= names
+    assert "sigma = 0.001" in out  # options are listed with their defaults
+
+
+def test_list_json(capsys):
+    assert main(["list", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert set(listing) == {"strategies", "parametrizations", "tasks"}
+    assert "es" in listing["strategies"]
+    assert "full" in listing["parametrizations"]
+    assert "countdown" in listing["tasks"]
+    options = {name: default for name, default, _ in listing["strategies"]["es"]["options"]}
+    assert options == dataclasses.asdict(ESConfig())
+
+
+def test_console_script_runs():
+    script = Path(sys.executable).with_name("zo-llm")
+    command = str(script) if script.exists() else shutil.which("zo-llm")
+    assert command, "the zo-llm console script is not installed"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [command, "list", "--json"], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "es" in json.loads(result.stdout)["strategies"]
+
+
+# --- train and eval -----------------------------------------------------------
+
+
+def test_train_then_eval_reproduces_the_logged_metrics(model_dir, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run = tmp_path / "run"
+    assert main(train_args(model_dir, run)) == 0
+    out = capsys.readouterr().out
+    assert "held-out before: iteration=0" in out
+    assert "held-out after:  iteration=2" in out
+    assert f"run folder: {run}" in out
+    assert f"zo-llm eval --model {run / 'final'} --task countdown" in out
+
+    records = zo_llm.read_metrics(run)
+    assert [r["iteration"] for r in records if r["type"] == "train"] == [1, 2]
+    last_eval = [r for r in records if r["type"] == "eval"][-1]
+    assert last_eval["iteration"] == 2
+
+    argv = ["eval", "--model", str(run / "final"), "--task", "countdown"]
+    argv += ["--task-opt", "eval_size=4", "--max-new-tokens", "8"]
+    assert main(argv) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["examples"] == 4 and metrics["split"] == "eval"
+    assert "accuracy" in metrics
+    logged = {k: v for k, v in last_eval.items() if k not in ("type", "iteration", "split", "time")}
+    assert {k: metrics[k] for k in logged} == logged
+
+    model = AutoModelForCausalLM.from_pretrained(run / "final")
+    assert model.num_parameters() > 0
+    AutoTokenizer.from_pretrained(run / "final")
+
+
+def test_printed_eval_command_matches_the_run(model_dir, tmp_path, capsys):
+    import shlex
+
+    from zo_llm.cli import build_parser
+
+    run = tmp_path / "run"
+    assert main(train_args(model_dir, run)) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "zo-llm eval" in x)
+    command = shlex.split(line.split(":", 1)[1])
+    assert command[:2] == ["zo-llm", "eval"]
+    args = build_parser().parse_args(command[1:])
+    task = zo_llm.runner.build_task(args.task, dict(x.split("=", 1) for x in args.task_opt))
+    examples = list(task.examples(args.split))[: args.eval_size]
+    assert len(examples) == 4  # the run evaluated on 4 held-out examples
+    assert args.max_new_tokens == 8
+    assert main(command[1:]) == 0  # and running it repeats the run's last evaluation
+    printed = json.loads(capsys.readouterr().out)
+    last = [r for r in zo_llm.read_metrics(run) if r["type"] == "eval"][-1]
+    assert {k: printed[k] for k in ("accuracy", "reward", "format")} == {
+        k: last[k] for k in ("accuracy", "reward", "format")
+    }
+
+
+def test_eval_writes_completions(model_dir, tmp_path, capsys):
+    out = tmp_path / "eval" / "result.json"
+    argv = ["eval", "--model", str(model_dir), "--task-opt", "eval_size=4"]
+    argv += ["--eval-size", "3", "--max-new-tokens", "4", "--out", str(out)]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    saved = json.loads(out.read_text())
+    assert printed["examples"] == 3 and len(saved["completions"]) == 3
+    assert saved["metrics"]["accuracy"] == printed["accuracy"]
+
+
+# --- TOML config ----------------------------------------------------------------
+
+
+def write_toml(path: Path, model_dir, **top) -> Path:
+    lines = [f"model = {json.dumps(str(model_dir))}"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in top.items()]
+    lines += [
+        "iterations = 1",
+        "batch_size = 4",
+        "max_new_tokens = 8",
+        "progress = false",
+        "[strategy]",
+        'name = "es"',
+        "population = 4",
+        "sigma = 0.05",
+        "lr = 0.05",
+        "[space]",
+        'name = "full"',
+        'exclude = ["embed_tokens"]',
+        "[task]",
+        'name = "countdown"',
+        "train_size = 8",
+        "eval_size = 4",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_toml_config_equals_flags_and_flags_override(model_dir, tmp_path, capsys):
+    toml = write_toml(tmp_path / "run.toml", model_dir, seed=1)
+    from_file = tmp_path / "from_file"
+    assert main(["train", "--config", str(toml), "--out", str(from_file)]) == 0
+
+    from_flags = tmp_path / "from_flags"
+    argv = ["train", "--model", str(model_dir), "--iterations", "1", "--batch-size", "4"]
+    argv += ["--max-new-tokens", "8", "--no-progress", "--seed", "1"]
+    argv += ["--strategy", "es", "--population", "4", "--sigma", "0.05", "--lr", "0.05"]
+    argv += ["--space", "full", "--space-opt", "exclude=embed_tokens"]
+    argv += ["--task", "countdown", "--task-opt", "train_size=8", "--task-opt", "eval_size=4"]
+    assert main([*argv, "--out", str(from_flags)]) == 0
+
+    overridden = tmp_path / "overridden"
+    argv = ["train", "--config", str(toml), "--seed", "3", "--strategy-opt", "sigma=0.1"]
+    assert main([*argv, "--out", str(overridden)]) == 0
+    capsys.readouterr()
+
+    file_config = saved_config(from_file)
+    assert file_config["seed"] == 1
+    assert file_config["strategy_options"]["population"] == 4
+    assert file_config["space_options"]["exclude"] == ["embed_tokens"]
+    assert file_config["task_options"]["train_size"] == 8
+
+    def but_out(config):
+        return {k: v for k, v in config.items() if k != "out"}
+
+    assert but_out(saved_config(from_flags)) == but_out(file_config)
+    expected = but_out(file_config)
+    expected["seed"] = 3
+    expected["strategy_options"] = {**expected["strategy_options"], "sigma": 0.1}
+    assert but_out(saved_config(overridden)) == expected
+
+
+def test_toml_unknown_key_is_named(model_dir, tmp_path, capsys):
+    toml = write_toml(tmp_path / "run.toml", model_dir, itrations=3)
+    assert main(["train", "--config", str(toml), "--out", str(tmp_path / "run")]) == 2
+    assert_clean_error(capsys, "itrations", "iterations")
+    assert not (tmp_path / "run").exists()
+
+
+def test_toml_unknown_strategy_option_is_named(model_dir, tmp_path, capsys):
+    toml = write_toml(tmp_path / "run.toml", model_dir)
+    toml.write_text(toml.read_text().replace("sigma = 0.05", "sigmaa = 0.05"))
+    assert main(["train", "--config", str(toml), "--out", str(tmp_path / "run")]) == 2
+    assert_clean_error(capsys, "sigmaa", "population")
+
+
+def test_missing_toml_file(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "nope.toml")]) == 2
+    assert_clean_error(capsys, "nope.toml")
+
+
+# --- resume ---------------------------------------------------------------------
+
+
+def test_resume_continues_to_more_iterations(model_dir, tmp_path, capsys):
+    run = train_run(model_dir, tmp_path / "run", capsys)
+    assert main(["train", "--resume", str(run), "--iterations", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out after:  iteration=4" in out
+
+    records = zo_llm.read_metrics(run)
+    assert [r["iteration"] for r in records if r["type"] == "train"] == [1, 2, 3, 4]
+    # the closing eval at 2 is replaced, as if the run had been asked for 4 from the start
+    assert [r["iteration"] for r in records if r["type"] == "eval"] == [0, 4]
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 4
+    assert saved_config(run)["iterations"] == 4
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--sigma", "0.1"],
+        ["--strategy-opt", "sigma=0.1"],
+        ["--seed", "3"],
+        ["--task-opt", "train_size=16"],
+    ],
+    ids=lambda extra: " ".join(extra),
+)
+def test_resume_refuses_config_changes(model_dir, tmp_path, capsys, extra):
+    run = train_run(model_dir, tmp_path / "run", capsys)
+    before = (run / "metrics.jsonl").read_text()
+    assert main(["train", "--resume", str(run), "--iterations", "4", *extra]) == 2
+    assert_clean_error(capsys, "cannot change", "only --iterations, --progress and --threads")
+    assert (run / "metrics.jsonl").read_text() == before  # nothing ran
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 2
+
+
+@pytest.mark.parametrize(
+    "extra", [["--no-progress"], ["--threads", "1"]], ids=lambda extra: " ".join(extra)
+)
+def test_resume_accepts_the_flags_it_says_may_change(model_dir, tmp_path, capsys, extra):
+    run = train_run(model_dir, tmp_path / "run", capsys)
+    assert main(["train", "--resume", str(run), "--iterations", "3", *extra]) == 0
+    records = zo_llm.read_metrics(run)
+    assert [r["iteration"] for r in records if r["type"] == "train"] == [1, 2, 3]
+
+
+def test_resume_without_checkpoint(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path), "--iterations", "4"]) == 2
+    assert_clean_error(capsys, "checkpoint.pt")
+
+
+# --- errors ---------------------------------------------------------------------
+
+
+def test_unknown_strategy_lists_the_known_ones(model_dir, tmp_path, capsys):
+    assert main(train_args(model_dir, tmp_path / "run", "--strategy", "nope")) == 2
+    err = assert_clean_error(capsys, "'nope'", "known strategy names: ")
+    assert "es" in err.split("known strategy names: ", 1)[1].split(", ")
+
+
+def test_missing_model_flag(tmp_path, capsys):
+    argv = ["train", "--task", "countdown", *TINY, "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    assert_clean_error(capsys, "--model")
+
+
+def test_missing_model_folder(tmp_path, capsys):
+    missing = tmp_path / "no-such-model"
+    assert main(train_args(missing, tmp_path / "run")) == 2
+    assert_clean_error(capsys, str(missing), "does not exist")
+    assert main(["eval", "--model", str(missing), "--task-opt", "eval_size=4"]) == 2
+    assert_clean_error(capsys, str(missing))
+
+
+def test_bad_value_is_named(model_dir, tmp_path, capsys):
+    assert main(train_args(model_dir, tmp_path / "run", "--population", "1")) == 2
+    assert_clean_error(capsys, "population=1")
+    assert main(train_args(model_dir, tmp_path / "run", "--iterations", "0")) == 2
+    assert_clean_error(capsys, "iterations=0")
+
+
+def test_malformed_key_value_option(model_dir, tmp_path, capsys):
+    assert main(train_args(model_dir, tmp_path / "run", "--task-opt", "train_size")) == 2
+    assert_clean_error(capsys, "'train_size'", "KEY=VALUE")
+
+
+def test_argparse_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--iterations", "many"])
+    assert exit_info.value.code == 2
+    assert "invalid int value" in capsys.readouterr().err

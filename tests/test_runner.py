@@ -1,0 +1,450 @@
+"""The runner: run folder layout, resume, determinism, learning, reward failures, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+from conftest import make_char_task, tiny_model
+
+import zo_llm
+from zo_llm import Experiment
+from zo_llm.runner import load_run_config
+from zo_llm.strategies import ESConfig
+
+#: Tiny settings shared by every run here (a few hundredths of a second per iteration).
+FAST = {"batch_size": 4, "max_new_tokens": 8, "progress": False}
+#: ES settings under which the char task's rewards differ between members and iterations.
+CHAR_ES = {"population": 8, "sigma": 0.05, "lr": 0.1, "antithetic": True}
+COUNTDOWN = {"train_size": 8, "eval_size": 4}
+TIME_FIELDS = ("time", "iteration_seconds")
+
+
+def without_time(records):
+    return [{k: v for k, v in r.items() if k not in TIME_FIELDS} for r in records]
+
+
+def of_type(records, kind):
+    return [r for r in records if r["type"] == kind]
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for name in sa:
+        assert torch.equal(sa[name], sb[name]), name
+
+
+def weights_differ(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sb = b.state_dict()
+    return any(not torch.equal(t, sb[name]) for name, t in a.state_dict().items())
+
+
+def train_char(tokenizer, out=None, *, task=None, **options):
+    """A char-task run on a fresh tiny model (same init every time)."""
+    settings = {**FAST, "strategy_options": CHAR_ES, **options}
+    return zo_llm.train(
+        model=tiny_model(len(tokenizer)),
+        tokenizer=tokenizer,
+        task=task if task is not None else make_char_task(),
+        out=None if out is None else str(out),
+        **settings,
+    )
+
+
+def json_roundtrip(value):
+    return json.loads(json.dumps(value))
+
+
+# --- the run folder -------------------------------------------------------
+
+
+def test_run_folder_layout(model_dir, tmp_path):
+    run = tmp_path / "run"
+    experiment = zo_llm.train(
+        model=str(model_dir),
+        task="countdown",
+        task_options=COUNTDOWN,
+        strategy_options={"population": 4, "sigma": 0.05, "lr": 0.05},
+        iterations=3,
+        eval_every=2,
+        checkpoint_every=2,
+        out=str(run),
+        **FAST,
+    )
+
+    # run_config.json: the resolved config, every component's options in full.
+    saved = json.loads((run / "run_config.json").read_text())
+    assert saved["zo_llm_version"] == zo_llm.__version__
+    config = saved["config"]
+    assert (config["strategy"], config["space"], config["task"]) == ("es", "full", "countdown")
+    assert config["strategy_options"] == dataclasses.asdict(
+        ESConfig(population=4, sigma=0.05, lr=0.05)
+    )
+    assert config["strategy_options"]["sigma"] == 0.05
+    assert config["strategy_options"]["shaping"] == "zscore"  # a default, written out
+    assert config["space_options"] == json_roundtrip(dataclasses.asdict(experiment.space.config))
+    assert config["space_options"]["noise"] == "independent"
+    assert config["task_options"] == json_roundtrip(dataclasses.asdict(experiment.task.config))
+    assert config["task_options"]["train_size"] == 8
+    assert config["iterations"] == 3 and config["seed"] == 0
+    assert load_run_config(run) == config
+
+    # metrics.jsonl: eval at 0, a train record per iteration, evals every 2 and at the end.
+    records = zo_llm.read_metrics(run)
+    assert records == experiment.records
+    assert [(r["type"], r["iteration"]) for r in records] == [
+        ("eval", 0),
+        ("train", 1),
+        ("train", 2),
+        ("eval", 2),
+        ("train", 3),
+        ("eval", 3),
+    ]
+    for record in of_type(records, "train"):
+        for key in ("reward_mean", "reward_std", "reward_min", "reward_max", "time"):
+            assert isinstance(record[key], float) and math.isfinite(record[key]), key
+        assert record["reward_min"] <= record["reward_mean"] <= record["reward_max"]
+        assert record["reward_failures"] == 0 and record["invalid_members"] == 0
+    times = [r["time"] for r in of_type(records, "train")]
+    assert times == sorted(times)
+    for record in of_type(records, "eval"):
+        assert {"accuracy", "reward", "format", "reward_failures"} <= record.keys()
+
+    # tensorboard/: the same numbers as events.
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run / "tensorboard"))
+    accumulator.Reload()
+    scalars = accumulator.Scalars("train/reward_mean")
+    assert [s.step for s in scalars] == [1, 2, 3]
+    assert [s.value for s in scalars] == pytest.approx(
+        [r["reward_mean"] for r in of_type(records, "train")]
+    )
+    assert [s.step for s in accumulator.Scalars("eval/accuracy")] == [0, 2, 3]
+
+    # checkpoint.pt: the final state, and how many metrics lines it had seen.
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert checkpoint["iteration"] == 3
+    # the last checkpoint precedes the closing evaluation, which a resume redoes
+    assert checkpoint["metrics_lines"] == len(records) - 1
+    assert checkpoint["strategy"]["generation"] == 3
+    assert len(checkpoint["space"]["history"]) == 3
+    assert not list(run.glob("*.tmp"))
+
+
+def test_final_folder_loads_with_plain_transformers(tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run = tmp_path / "run"
+    experiment = train_char(tokenizer, run, iterations=3)
+    assert weights_differ(experiment.model, tiny_model(len(tokenizer)))  # training moved it
+
+    loaded = AutoModelForCausalLM.from_pretrained(run / "final")
+    assert_same_weights(loaded, experiment.model)
+    loaded_tokenizer = AutoTokenizer.from_pretrained(run / "final")
+    text = "12 7: abc"
+    assert loaded_tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"]
+    assert loaded_tokenizer.decode(tokenizer(text)["input_ids"]) == text
+
+
+# --- resume -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "first_leg"),
+    [
+        ({"eval_every": 2, "checkpoint_every": 2}, 4),
+        ({"eval_every": 4, "checkpoint_every": 5}, 3),  # first leg ends off both periods
+    ],
+)
+def test_resume_continues_bit_identically(tokenizer, tmp_path, options, first_leg):
+    whole = train_char(tokenizer, tmp_path / "a", iterations=6, **options)
+    train_char(tokenizer, tmp_path / "b", iterations=first_leg, **options)
+    resumed = zo_llm.resume(
+        tmp_path / "b",
+        iterations=6,
+        model=tiny_model(len(tokenizer)),
+        tokenizer=tokenizer,
+        task=make_char_task(),
+    )
+
+    train = of_type(whole.records, "train")
+    assert len({r["reward_mean"] for r in train}) > 1  # rewards vary: the check means something
+    assert any(r["reward_std"] > 0 for r in train)
+
+    assert resumed.iteration == 6
+    assert_same_weights(resumed.model, whole.model)
+    assert without_time(zo_llm.read_metrics(tmp_path / "b")) == without_time(whole.records)
+    assert load_run_config(tmp_path / "b")["iterations"] == 6
+    from transformers import AutoModelForCausalLM
+
+    assert_same_weights(AutoModelForCausalLM.from_pretrained(tmp_path / "b" / "final"), whole.model)
+
+
+def test_resume_after_crash_cuts_the_log_back(tokenizer, tmp_path, monkeypatch):
+    options = {"iterations": 4, "eval_every": 0, "checkpoint_every": 2}
+    whole = train_char(tokenizer, tmp_path / "whole", **options)
+
+    # Crash during iteration 4: iteration 3 is logged but the last checkpoint is at 2.
+    step = Experiment.step
+
+    def crashing_step(self):
+        if self.iteration == 3:
+            raise RuntimeError("simulated crash")
+        return step(self)
+
+    monkeypatch.setattr(Experiment, "step", crashing_step)
+    run = tmp_path / "crashed"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_char(tokenizer, run, **options)
+    monkeypatch.undo()
+
+    logged = zo_llm.read_metrics(run)
+    assert [(r["type"], r["iteration"]) for r in logged] == [
+        ("eval", 0),
+        ("train", 1),
+        ("train", 2),
+        ("train", 3),
+    ]
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert checkpoint["iteration"] == 2 and checkpoint["metrics_lines"] == 3
+    assert not (run / "final").exists()
+
+    resumed = zo_llm.resume(
+        run, model=tiny_model(len(tokenizer)), tokenizer=tokenizer, task=make_char_task()
+    )
+    records = zo_llm.read_metrics(run)
+    assert [r["iteration"] for r in of_type(records, "train")] == [1, 2, 3, 4]  # 3 not twice
+    assert without_time(records) == without_time(whole.records)
+    assert_same_weights(resumed.model, whole.model)
+
+    # TensorBoard: the steps logged after the checkpoint are purged, not duplicated.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run / "tensorboard"))
+    accumulator.Reload()
+    scalars = accumulator.Scalars("train/reward_mean")
+    assert [s.step for s in scalars] == [1, 2, 3, 4]
+    assert [s.value for s in scalars] == pytest.approx(
+        [r["reward_mean"] for r in of_type(records, "train")]
+    )
+
+
+def test_resume_of_a_custom_task_run_needs_the_task_again(tokenizer, tmp_path):
+    run = tmp_path / "run"
+    train_char(tokenizer, run, iterations=2)
+    task_name = load_run_config(run)["task"]
+    assert task_name.startswith("python:") and "TargetCharTask" in task_name
+    assert load_run_config(run)["space"] == "full"
+    with pytest.raises(ValueError, match="task="):
+        zo_llm.resume(run, iterations=3, model=tiny_model(len(tokenizer)), tokenizer=tokenizer)
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 2
+
+
+def test_resume_cannot_go_backwards(tokenizer, tmp_path):
+    train_char(tokenizer, tmp_path / "run", iterations=3)
+    with pytest.raises(ValueError, match="at iteration 3; --iterations 2"):
+        zo_llm.resume(tmp_path / "run", iterations=2, task=make_char_task())
+
+
+def test_a_new_run_refuses_a_folder_holding_one(tokenizer, tmp_path):
+    train_char(tokenizer, tmp_path / "run", iterations=1)
+    with pytest.raises(FileExistsError, match="already holds a run; resume it"):
+        train_char(tokenizer, tmp_path / "run", iterations=1)
+
+
+def test_resume_without_checkpoint_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        zo_llm.resume(tmp_path)
+
+
+# --- determinism ------------------------------------------------------------
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tokenizer):
+    first = train_char(tokenizer, iterations=3, seed=5)
+    second = train_char(tokenizer, iterations=3, seed=5)
+    other = train_char(tokenizer, iterations=3, seed=6)
+
+    assert without_time(first.records) == without_time(second.records)
+    assert_same_weights(first.model, second.model)
+
+    def rewards(experiment):
+        return [
+            (r["reward_mean"], r["reward_std"], r["reward_min"], r["reward_max"])
+            for r in of_type(experiment.records, "train")
+        ]
+
+    assert rewards(first) != rewards(other)
+    assert weights_differ(first.model, other.model)
+
+
+# --- learning -----------------------------------------------------------------
+
+
+def test_es_improves_the_char_task(tokenizer):
+    """30 iterations of antithetic ES (N=8, sigma=0.05, lr=0.1) on the 'a'-fraction reward.
+
+    Measured (seed 0): held-out reward 0.0 before, 0.914 after; seeds 0..5 all end
+    between 0.86 and 1.0, so the 0.5 margin does not hang on one lucky seed.
+    """
+    experiment = train_char(tokenizer, iterations=30, eval_every=0, seed=0)
+    evals = of_type(experiment.records, "eval")
+    before, after = evals[0]["reward"], evals[-1]["reward"]
+    assert (evals[0]["iteration"], evals[-1]["iteration"]) == (0, 30)
+    assert after >= before + 0.5, (before, after)
+
+    train = [r["reward_mean"] for r in of_type(experiment.records, "train")]
+    assert sum(train[-5:]) / 5 >= sum(train[:5]) / 5 + 0.3
+
+
+# --- reward failures ----------------------------------------------------------
+
+
+class FlakyCharTask(type(make_char_task())):
+    """The char task, but example i's reward raises if i % 3 == 0 and is NaN if i % 3 == 1."""
+
+    @staticmethod
+    def index(example) -> int:
+        return int(example["text"].split()[0]) % 1000
+
+    def failing(self, example) -> bool:
+        return self.index(example) % 3 in (0, 1)
+
+    def reward(self, example, completion):
+        if self.index(example) % 3 == 0:
+            raise ZeroDivisionError("flaky reward")
+        if self.index(example) % 3 == 1:
+            return float("nan")
+        return super().reward(example, completion)
+
+
+class BrokenTask(type(make_char_task())):
+    """A reward that always raises."""
+
+    def reward(self, example, completion):
+        raise RuntimeError("broken reward")
+
+
+def test_flaky_rewards_are_counted_not_fatal(tokenizer, tmp_path):
+    task = FlakyCharTask()
+    population = CHAR_ES["population"]
+    experiment = train_char(tokenizer, tmp_path / "run", task=task, iterations=4, eval_every=2)
+
+    train = of_type(zo_llm.read_metrics(tmp_path / "run"), "train")
+    assert [r["iteration"] for r in train] == [1, 2, 3, 4]
+    for record in train:
+        batch = experiment.minibatch(record["iteration"] - 1)
+        failing = sum(task.failing(e) for e in batch)
+        assert record["reward_failures"] == population * failing
+        assert record["invalid_members"] == (population if failing == len(batch) else 0)
+        if failing < len(batch):
+            assert math.isfinite(record["reward_mean"])
+    assert sum(r["reward_failures"] for r in train) > 0
+
+    eval_failures = sum(task.failing(e) for e in experiment.eval_examples)
+    assert eval_failures > 0
+    for record in of_type(experiment.records, "eval"):
+        assert record["reward_failures"] == eval_failures
+        assert math.isfinite(record["reward"])
+
+
+def test_always_failing_reward_skips_every_round(tokenizer, tmp_path):
+    run = tmp_path / "run"
+    population = CHAR_ES["population"]
+    experiment = train_char(tokenizer, run, task=BrokenTask(), iterations=3)
+
+    assert_same_weights(experiment.model, tiny_model(len(tokenizer)))  # nothing moved
+    train = of_type(zo_llm.read_metrics(run), "train")
+    assert len(train) == 3
+    for record in train:
+        assert record["invalid_members"] == population
+        assert record["reward_failures"] == population * FAST["batch_size"]
+        assert record["reward_mean"] is None  # NaN is written as null: standard JSON
+    assert math.isnan(of_type(experiment.records, "eval")[-1]["reward"])
+
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert checkpoint["iteration"] == 3
+    assert checkpoint["strategy"]["generation"] == 3  # skipped rounds still advance
+    assert checkpoint["space"]["history"] == []
+
+    # The checkpoint is usable: a resume continues from it.
+    resumed = zo_llm.resume(
+        run, iterations=4, model=tiny_model(len(tokenizer)), tokenizer=tokenizer, task=BrokenTask()
+    )
+    assert resumed.iteration == 4
+    assert [r["iteration"] for r in of_type(zo_llm.read_metrics(run), "train")] == [1, 2, 3, 4]
+
+
+# --- bad input ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "unknown", "known"),
+    [
+        ({"strategy": "nope"}, "nope", "es"),
+        ({"space": "nope"}, "nope", "full"),
+        ({"task": "nope"}, "nope", "countdown"),
+    ],
+    ids=["strategy", "space", "task"],
+)
+def test_unknown_names_list_the_known_ones(model, tokenizer, options, unknown, known):
+    with pytest.raises(zo_llm.UnknownNameError) as error:
+        zo_llm.train(model=model, tokenizer=tokenizer, iterations=1, **FAST, **options)
+    assert isinstance(error.value, ValueError)
+    message = str(error.value)
+    assert repr(unknown) in message
+    assert known in message.split("names: ", 1)[1].split(", ")  # the list of known names
+
+
+def test_unknown_strategy_option_lists_the_valid_ones(model, tokenizer):
+    with pytest.raises(ValueError, match="sigmaa") as error:
+        zo_llm.train(
+            model=model,
+            tokenizer=tokenizer,
+            task="countdown",
+            task_options=COUNTDOWN,
+            strategy_options={"sigmaa": 1},
+            iterations=1,
+            **FAST,
+        )
+    for field in dataclasses.fields(ESConfig):
+        assert field.name in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"strategy_options": {"population": 1}}, "population=1"),
+        ({"strategy_options": {"sigma": 0}}, "sigma=0"),
+        ({"strategy_options": {"lr": -1.0}}, "lr=-1.0"),
+        ({"strategy_options": {"population": 3, "antithetic": True}}, "population=3"),
+        ({"iterations": 0}, "iterations=0"),
+        ({"batch_size": 9}, "batch_size=9"),  # the task has 8 training examples
+        ({"eval_every": -1}, "eval_every=-1"),
+        ({"task_options": {"train_size": "many"}}, "train_size='many'"),
+    ],
+    ids=lambda value: str(value).replace(" ", ""),
+)
+def test_bad_values_name_the_value(model, tokenizer, options, named):
+    settings = {
+        **FAST,
+        "task": "countdown",
+        "task_options": COUNTDOWN,
+        "iterations": 1,
+        **options,
+    }
+    with pytest.raises(ValueError) as error:
+        zo_llm.train(model=model, tokenizer=tokenizer, **settings)
+    assert named in str(error.value)
+
+
+def test_missing_model_is_a_clear_error():
+    with pytest.raises(ValueError, match="no model given"):
+        zo_llm.train(task="countdown", task_options=COUNTDOWN, iterations=1, **FAST)
