@@ -117,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(handler=cmd_eval)
 
-    listing = commands.add_parser("list", help="strategies, parametrizations and tasks")
+    listing = commands.add_parser(
+        "list", help="strategies, parametrizations, tasks and model aliases"
+    )
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(handler=cmd_list)
     return parser
@@ -327,6 +329,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         section: {name: _describe(registry.get(name)) for name in registry.names()}
         for section, registry in sections.items()
     }
+    from .models.aliases import ALIASES
+
+    listing["models"] = {name: {"summary": alias.description} for name, alias in ALIASES.items()}
     if args.json:
         print(json.dumps(listing, indent=2, default=str))
         return 0
@@ -335,7 +340,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name, info in entries.items():
             kinds = f"  [{info['kinds']}]" if info.get("kinds") else ""
             print(f"  {name}{kinds}  {info['summary']}")
-            for option, default, help_text in info["options"]:
+            for option, default, help_text in info.get("options", []):
                 shown = repr(default)
                 shown = shown if len(shown) <= 40 else shown[:37] + "...'"
                 print(f"      {option} = {shown}  {help_text}")

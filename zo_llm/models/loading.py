@@ -16,6 +16,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from .aliases import ALIASES, resolve_alias
+
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
@@ -46,17 +48,23 @@ def resolve_device(name: str) -> torch.device:
 def load_model(
     name_or_path: str | Path, dtype: str = "float32", device: str = "auto"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Loads a causal LM and its tokenizer from a hub id or a local folder.
+    """Loads a causal LM and its tokenizer from an alias, a hub id, a folder or a GGUF file.
 
     The tokenizer pads on the left (decoder-only models continue from the
     right edge) and falls back to EOS as its padding token.
     """
-    source = str(name_or_path)
-    if _looks_like_path(source) and not Path(source).exists():
-        raise FileNotFoundError(f"model folder {source!r} does not exist")
+    source = resolve_alias(str(name_or_path))
+    if _looks_like_path(source) and not Path(source).expanduser().exists():
+        raise FileNotFoundError(
+            f"model {source!r} does not exist; give a hub id, a local folder, a .gguf file "
+            f"or an alias ({', '.join(ALIASES)})"
+        )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype))
+        if source.endswith(".gguf"):
+            model, tokenizer = _load_gguf(Path(source).expanduser(), resolve_dtype(dtype))
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype))
     except OSError as error:
         raise OSError(
             f"could not load model {source!r}: it is not a local model folder and the hub "
@@ -70,6 +78,26 @@ def load_model(
     return model, tokenizer
 
 
+def _load_gguf(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A GGUF file, dequantised, as a plain transformers model.
+
+    transformers loads GGUF weights dequantised but marks the model as
+    quantised, and such a model refuses ``save_pretrained``; so the weights
+    are moved into a fresh model built from the same config without the
+    quantisation entry, which saves like any other.
+    """
+    folder, name = str(path.parent), path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    return model.to(dtype), tokenizer
+
+
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
     """Left padding, and a padding token (EOS) when the tokenizer has none."""
     tokenizer.padding_side = "left"
@@ -78,7 +106,12 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
 
 
 def _looks_like_path(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or source.count("/") > 1 or Path(source).exists()
+    return (
+        source.startswith((".", "/", "~"))
+        or source.count("/") > 1
+        or source.endswith(".gguf")
+        or Path(source).exists()
+    )
 
 
 def _offline_setting() -> str:
