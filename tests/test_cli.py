@@ -83,7 +83,8 @@ def test_list_prints_every_registry(capsys):
 def test_list_json(capsys):
     assert main(["list", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
-    assert set(listing) == {"strategies", "parametrizations", "tasks"}
+    assert set(listing) == {"strategies", "parametrizations", "tasks", "models"}
+    assert {"zo-tiny", "smollm2-135m"} <= set(listing["models"])
     assert "es" in listing["strategies"]
     assert "full" in listing["parametrizations"]
     assert "countdown" in listing["tasks"]
