@@ -2,5 +2,15 @@
 
 from .base import PARAMETRIZATIONS, SEEDED, VECTOR, Parametrization
 from .full import FullConfig, FullWeights
+from .tensor import TensorConfig, TensorSpace
 
-__all__ = ["PARAMETRIZATIONS", "SEEDED", "VECTOR", "FullConfig", "FullWeights", "Parametrization"]
+__all__ = [
+    "PARAMETRIZATIONS",
+    "SEEDED",
+    "VECTOR",
+    "FullConfig",
+    "FullWeights",
+    "Parametrization",
+    "TensorConfig",
+    "TensorSpace",
+]

@@ -85,13 +85,43 @@ class Parametrization(ABC):
         """``theta <- (1 - decay) * theta + sum(coeff * eps(seed))``, accumulated in fp32."""
         raise NotImplementedError(f"{type(self).__name__} does not support seeded candidates")
 
+    def shift(self, update: SeededUpdate) -> None:
+        """Moves to ``theta + sum(coeff * eps(seed))`` until :meth:`unshift` restores it exactly.
+
+        A temporary move that members are perturbed around (ESSAM evaluates
+        its second population at a neighbour of theta, then returns): while
+        shifted, :meth:`perturb`/:meth:`unperturb` work as usual and restore
+        the shifted point; :meth:`apply_update` is refused.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support seeded candidates")
+
+    def unshift(self) -> None:
+        """Restores the parameters as they were before :meth:`shift`, bit for bit."""
+        raise NotImplementedError(f"{type(self).__name__} does not support seeded candidates")
+
+    def update_norm(self, update: SeededUpdate) -> float:
+        """The Euclidean norm of ``sum(coeff * eps(seed))``, computed exactly from the noise."""
+        raise NotImplementedError(f"{type(self).__name__} does not support seeded candidates")
+
     # vector kind ---------------------------------------------------------
 
     def get_vector(self) -> torch.Tensor:
+        """A copy of the searched values as one flat tensor."""
         raise NotImplementedError(f"{type(self).__name__} does not support vector candidates")
 
     def set_vector(self, vector: torch.Tensor) -> None:
+        """Sets the searched values from one flat tensor (exactly, in the space's dtype)."""
         raise NotImplementedError(f"{type(self).__name__} does not support vector candidates")
+
+    @contextlib.contextmanager
+    def at_vector(self, vector: torch.Tensor) -> Iterator[None]:
+        """Context manager: the space holds ``vector`` inside and its previous values on exit."""
+        saved = self.get_vector()
+        self.set_vector(vector)
+        try:
+            yield
+        finally:
+            self.set_vector(saved)
 
     # persistence ---------------------------------------------------------
 

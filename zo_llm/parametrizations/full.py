@@ -10,7 +10,10 @@ bf16 with sigma=1e-3 about 5% of weights change per round trip). Keeping a
 master copy would double memory, so instead, while a chunk is perturbed and its
 original is still in hand, we note the elements whose add-then-subtract does
 not round-trip and their original values, and patch them after the
-subtraction. The patch list is a small fraction of the weights' size.
+subtraction. The patch list is a small fraction of the weights' size. The
+same trick makes :meth:`FullWeights.shift` (a temporary move by a seeded
+combination, e.g. ESSAM's neighbour point) exact to undo, with member
+perturbations on top of it.
 """
 
 from __future__ import annotations
@@ -87,7 +90,9 @@ class FullWeights(Parametrization):
         super().__init__(config)
         self._targets: list[_Target] = []
         self._history: list[dict[str, Any]] = []
+        # (seed, scale, patches) of the member perturbation; (update, patches) of the shift
         self._active: tuple[int, float, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+        self._shift: tuple[SeededUpdate, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     def bind(self, model: torch.nn.Module) -> None:
         self.model = model
@@ -137,36 +142,84 @@ class FullWeights(Parametrization):
             for index, (start, end) in enumerate(target.chunks):
                 yield target, index, flat[start:end]
 
-    @torch.no_grad()
-    def perturb(self, seed: int, scale: float) -> None:
-        if self._active is not None:
-            raise RuntimeError("perturb() called twice without unperturb(); restore first")
+    def _combination(self, update: SeededUpdate, target: _Target, chunk: int) -> torch.Tensor:
+        """``sum(coeff * eps(seed))`` on one chunk, in fp32 (a single pair is ``scale * eps``)."""
+        (seed, coeff), *rest = update
+        step = self._noise(seed, target, chunk).mul_(coeff)
+        for seed, coeff in rest:
+            step.add_(self._noise(seed, target, chunk), alpha=coeff)
+        return step
+
+    def _add_exactly(self, update: SeededUpdate) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Adds the combination in place; returns the patches that make removing it exact."""
         patches = []
         for target, index, view in self._chunks():
-            noise = self._noise(seed, target, index).mul_(scale)
+            noise = self._combination(update, target, index)
             original = view.clone()
             view.add_(noise)
-            restored = view.clone().sub_(noise)  # exactly what unperturb() will compute
+            restored = view.clone().sub_(noise)  # exactly what _remove_exactly() will compute
             bits = _BIT_VIEW[view.element_size()]
             wrong = (restored.view(bits) != original.view(bits)).nonzero().squeeze(1)
             # chunks are < 2**31 elements, so int32 indices halve the patch memory
             patches.append((wrong.to(torch.int32), original[wrong]))
-        self._active = (seed, scale, patches)
+        return patches
+
+    def _remove_exactly(
+        self, update: SeededUpdate, patches: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> None:
+        for (target, index, view), (wrong, values) in zip(self._chunks(), patches, strict=True):
+            view.sub_(self._combination(update, target, index))
+            view[wrong] = values
+
+    @torch.no_grad()
+    def perturb(self, seed: int, scale: float) -> None:
+        if self._active is not None:
+            raise RuntimeError("perturb() called twice without unperturb(); restore first")
+        self._active = (seed, scale, self._add_exactly([(seed, scale)]))
 
     @torch.no_grad()
     def unperturb(self) -> None:
         if self._active is None:
             raise RuntimeError("unperturb() called with no active perturbation")
         seed, scale, patches = self._active
-        for (target, index, view), (wrong, values) in zip(self._chunks(), patches, strict=True):
-            view.sub_(self._noise(seed, target, index).mul_(scale))
-            view[wrong] = values
+        self._remove_exactly([(seed, scale)], patches)
         self._active = None
 
     @torch.no_grad()
-    def apply_update(self, update: SeededUpdate, decay: float = 0.0) -> None:
+    def shift(self, update: SeededUpdate) -> None:
         if self._active is not None:
-            raise RuntimeError("apply_update() during a perturbation; unperturb() first")
+            raise RuntimeError("shift() during a perturbation; unperturb() first")
+        if self._shift is not None:
+            raise RuntimeError("shift() called twice without unshift(); restore first")
+        update = [(int(seed), float(coeff)) for seed, coeff in update]
+        self._shift = (update, self._add_exactly(update) if update else [])
+
+    @torch.no_grad()
+    def unshift(self) -> None:
+        if self._active is not None:
+            raise RuntimeError("unshift() during a perturbation; unperturb() first")
+        if self._shift is None:
+            raise RuntimeError("unshift() called with no active shift")
+        update, patches = self._shift
+        if update:
+            self._remove_exactly(update, patches)
+        self._shift = None
+
+    @torch.no_grad()
+    def update_norm(self, update: SeededUpdate) -> float:
+        update = [(int(seed), float(coeff)) for seed, coeff in update]
+        if not update:
+            return 0.0
+        squares = 0.0
+        for target, index, _ in self._chunks():
+            step = self._combination(update, target, index)
+            squares += float(torch.linalg.vector_norm(step, dtype=torch.float64)) ** 2
+        return squares**0.5
+
+    @torch.no_grad()
+    def apply_update(self, update: SeededUpdate, decay: float = 0.0) -> None:
+        if self._active is not None or self._shift is not None:
+            raise RuntimeError("apply_update() during a perturbation; unperturb()/unshift() first")
         update = [(int(seed), float(coeff)) for seed, coeff in update]
         for target, index, view in self._chunks():
             step = torch.zeros(view.numel(), dtype=torch.float32, device=view.device)

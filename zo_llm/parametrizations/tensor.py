@@ -1,0 +1,237 @@
+"""A plain torch vector as a search space (name: ``tensor``).
+
+Every strategy runs on it: seeded strategies perturb it with the same seeded
+noise as the ``full`` space, vector strategies (CMA-ES, evotorch's searchers)
+set it to explicit candidates. Two uses:
+
+- black-box objectives: :func:`zo_llm.maximize` searches a vector that a
+  Python function scores (the convergence tests and
+  ``benchmarks/strategies.py`` run every strategy this way);
+- one named parameter of a model, searched in place
+  (``--space tensor --space-opt parameter=model.norm.weight``), so vector
+  strategies can already be run on a model.
+
+While the vector is perturbed or shifted the space keeps a copy and restores
+by copying it back, which is exact and simple: this space is for vectors that
+fit in memory twice (a whole model is the ``full`` space's job).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .base import PARAMETRIZATIONS, SEEDED, VECTOR, Parametrization, SeededUpdate
+from .noise import chunk_bounds, chunk_noise, name_key
+
+VECTOR_FILE = "vector.safetensors"
+CONFIG_FILE = "vector_config.json"
+
+
+@dataclass(frozen=True)
+class TensorConfig:
+    """Where the vector comes from when no ``x0`` is passed to :class:`TensorSpace`."""
+
+    dim: int = field(default=0, metadata={"help": "length of the space's own vector"})
+    init: float = field(default=0.0, metadata={"help": "initial value of every element"})
+    parameter: str | None = field(
+        default=None,
+        metadata={"help": "name of a model parameter searched in place (flattened) instead"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.dim < 0:
+            raise ValueError(f"dim={self.dim} must be >= 0")
+        if not math.isfinite(self.init):
+            raise ValueError(f"init={self.init} must be finite")
+
+
+@PARAMETRIZATIONS.register("tensor")
+class TensorSpace(Parametrization):
+    """A flat torch vector, searched by seeded or explicit-vector strategies (name: ``tensor``).
+
+    Args:
+      config: ``dim``/``init`` for a vector of its own, or ``parameter`` to
+        search one parameter of the model passed to :meth:`bind`.
+      x0: the starting vector (1-D, copied; integer input becomes float64).
+        Overrides ``dim``/``init``. Own vectors default to float64, which is
+        what pycma and numpy objectives compute in.
+    """
+
+    config_class = TensorConfig
+    kinds = frozenset({SEEDED, VECTOR})
+
+    def __init__(self, config: TensorConfig | None = None, x0: Any = None) -> None:
+        super().__init__(config)
+        self._vector: torch.Tensor | None = None
+        self._saved: torch.Tensor | None = None  # the point before the active perturbation
+        self._before_shift: torch.Tensor | None = None
+        if x0 is not None:
+            if self.config.parameter is not None:
+                raise ValueError("give x0 or config.parameter, not both")
+            vector = torch.as_tensor(x0).detach()
+            if vector.ndim != 1 or vector.numel() == 0:
+                raise ValueError(
+                    f"x0 must be a non-empty 1-D vector; got shape {tuple(vector.shape)}"
+                )
+            dtype = vector.dtype if vector.is_floating_point() else torch.float64
+            self._vector = vector.to(dtype=dtype, copy=True)
+        elif self.config.parameter is None:
+            if self.config.dim < 1:
+                raise ValueError(
+                    "the tensor space needs a vector: pass x0=, or set dim (>= 1) or parameter"
+                )
+            self._vector = torch.full((self.config.dim,), self.config.init, dtype=torch.float64)
+
+    @classmethod
+    def test_config(cls) -> TensorConfig:
+        return TensorConfig(dim=4)
+
+    def bind(self, model: torch.nn.Module | None) -> None:
+        name = self.config.parameter
+        if name is None:
+            if model is not None:
+                raise ValueError(
+                    "this tensor space searches its own vector, which the model never reads; "
+                    "name a model parameter to search (parameter=NAME, e.g. model.norm.weight) "
+                    "or use zo_llm.maximize for a Python objective"
+                )
+            return
+        if model is None:
+            raise ValueError(f"parameter={name!r} needs a model to bind to")
+        params = dict(model.named_parameters())
+        if name not in params:
+            raise ValueError(
+                f"the model has no parameter {name!r}; its parameters look like: "
+                f"{', '.join(list(params)[:4])}"
+            )
+        param = params[name]
+        if not param.is_floating_point() or not param.data.is_contiguous():
+            raise ValueError(f"parameter {name!r} must be a contiguous floating-point tensor")
+        self.model = model
+        self._vector = param.data.view(-1)
+
+    @property
+    def dim(self) -> int:
+        return 0 if self._vector is None else self._vector.numel()
+
+    @property
+    def _x(self) -> torch.Tensor:
+        if self._vector is None:
+            raise RuntimeError(
+                f"bind() the space to a model holding {self.config.parameter!r} first"
+            )
+        return self._vector
+
+    @property
+    def _exact_dtype(self) -> torch.dtype:
+        """Updates accumulate in float64 for float64 vectors, else in float32 (as ``full``)."""
+        return torch.float64 if self._x.dtype == torch.float64 else torch.float32
+
+    def _combination(self, update: SeededUpdate) -> torch.Tensor:
+        """``sum(coeff * eps(seed))`` over the whole vector, in :attr:`_exact_dtype`."""
+        x = self._x
+        key = name_key(self.config.parameter or "tensor")
+        total = torch.zeros(x.numel(), dtype=self._exact_dtype, device=x.device)
+        for chunk, (start, end) in enumerate(chunk_bounds(x.numel())):
+            part = total[start:end]
+            for seed, coeff in update:
+                noise = chunk_noise(int(seed), key, chunk, end - start, x.device)
+                part.add_(noise.to(part.dtype), alpha=float(coeff))
+        return total
+
+    def _idle(self, action: str) -> None:
+        if self._saved is not None:
+            raise RuntimeError(f"{action} during a perturbation; unperturb() first")
+
+    # seeded kind ---------------------------------------------------------
+
+    @torch.no_grad()
+    def perturb(self, seed: int, scale: float) -> None:
+        if self._saved is not None:
+            raise RuntimeError("perturb() called twice without unperturb(); restore first")
+        self._saved = self._x.clone()
+        self._x.add_(self._combination([(seed, scale)]))
+
+    @torch.no_grad()
+    def unperturb(self) -> None:
+        if self._saved is None:
+            raise RuntimeError("unperturb() called with no active perturbation")
+        self._x.copy_(self._saved)
+        self._saved = None
+
+    @torch.no_grad()
+    def shift(self, update: SeededUpdate) -> None:
+        self._idle("shift()")
+        if self._before_shift is not None:
+            raise RuntimeError("shift() called twice without unshift(); restore first")
+        self._before_shift = self._x.clone()
+        self._x.add_(self._combination(update))
+
+    @torch.no_grad()
+    def unshift(self) -> None:
+        self._idle("unshift()")
+        if self._before_shift is None:
+            raise RuntimeError("unshift() called with no active shift")
+        self._x.copy_(self._before_shift)
+        self._before_shift = None
+
+    @torch.no_grad()
+    def update_norm(self, update: SeededUpdate) -> float:
+        return float(torch.linalg.vector_norm(self._combination(update), dtype=torch.float64))
+
+    @torch.no_grad()
+    def apply_update(self, update: SeededUpdate, decay: float = 0.0) -> None:
+        self._idle("apply_update()")
+        if self._before_shift is not None:
+            raise RuntimeError("apply_update() while shifted; unshift() first")
+        new = self._x.to(self._exact_dtype, copy=True)
+        if decay:
+            new.mul_(1.0 - decay)
+        self._x.copy_(new.add_(self._combination(update)))
+
+    # vector kind ---------------------------------------------------------
+
+    def get_vector(self) -> torch.Tensor:
+        return self._x.detach().clone()
+
+    @torch.no_grad()
+    def set_vector(self, vector: torch.Tensor) -> None:
+        self._idle("set_vector()")
+        vector = torch.as_tensor(vector)
+        if vector.shape != (self.dim,):
+            raise ValueError(f"expected a vector of shape ({self.dim},), got {tuple(vector.shape)}")
+        self._x.copy_(vector)
+
+    # persistence ---------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"vector": self.get_vector()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.set_vector(state["vector"])
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """The model's ``save_pretrained`` folder, else ``vector.safetensors`` and its config."""
+        if self.model is not None:
+            self.model.save_pretrained(str(path))
+            return
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({"vector": self.get_vector().contiguous()}, str(path / VECTOR_FILE))
+        meta = {"space": "tensor", "dim": self.dim, "dtype": str(self._x.dtype)}
+        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> TensorSpace:
+        """A space holding the vector that :meth:`save_pretrained` wrote to ``path``."""
+        from safetensors.torch import load_file
+
+        return cls(x0=load_file(str(Path(path) / VECTOR_FILE))["vector"])
