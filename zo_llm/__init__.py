@@ -10,40 +10,95 @@ Quick start::
 
     import zo_llm
     exp = zo_llm.train(model="path/or/hub-id", task="countdown", iterations=20, out="runs/cd")
+
+Any strategy also maximises a plain Python function of a vector::
+
+    result = zo_llm.maximize(lambda x: -float((x**2).sum()), [1.0, 2.0], strategy="cma-es",
+                             iterations=50)
 """
 
 __version__ = "0.1.0"
 
+from .blackbox import BlackBoxResult, maximize  # noqa: E402
 from .evaluation import evaluate_task  # noqa: E402
 from .logging import read_metrics  # noqa: E402
 from .models import TextGenerator, load_model  # noqa: E402
-from .parametrizations import PARAMETRIZATIONS, FullConfig, FullWeights, Parametrization  # noqa: E402
+from .parametrizations import (  # noqa: E402
+    PARAMETRIZATIONS,
+    FullConfig,
+    FullWeights,
+    Parametrization,
+    TensorConfig,
+    TensorSpace,
+)
 from .registry import Registry, UnknownNameError  # noqa: E402
 from .runner import Experiment, TrainConfig, resume, train  # noqa: E402
-from .strategies import STRATEGIES, Candidate, ESConfig, OpenAIES, Strategy  # noqa: E402
+from .strategies import (  # noqa: E402
+    CEM,
+    CMAES,
+    ESSAM,
+    PGPE,
+    SNES,
+    STRATEGIES,
+    XNES,
+    Candidate,
+    CEMConfig,
+    CMAESConfig,
+    ESConfig,
+    ESSAMConfig,
+    IncompatibleSpaceError,
+    MeZO,
+    MeZOConfig,
+    OpenAIES,
+    PGPEConfig,
+    SNESConfig,
+    Strategy,
+    VectorCandidate,
+    XNESConfig,
+)
 from .tasks import TASKS, CountdownConfig, CountdownTask, Task  # noqa: E402
 
 __all__ = [
+    "CEM",
+    "CMAES",
+    "ESSAM",
     "PARAMETRIZATIONS",
+    "PGPE",
+    "SNES",
     "STRATEGIES",
     "TASKS",
+    "XNES",
+    "BlackBoxResult",
+    "CEMConfig",
+    "CMAESConfig",
     "Candidate",
     "CountdownConfig",
     "CountdownTask",
     "ESConfig",
+    "ESSAMConfig",
     "Experiment",
     "FullConfig",
     "FullWeights",
+    "IncompatibleSpaceError",
+    "MeZO",
+    "MeZOConfig",
     "OpenAIES",
+    "PGPEConfig",
     "Parametrization",
     "Registry",
+    "SNESConfig",
     "Strategy",
     "Task",
+    "TensorConfig",
+    "TensorSpace",
     "TextGenerator",
     "TrainConfig",
     "UnknownNameError",
+    "VectorCandidate",
+    "XNESConfig",
     "evaluate_task",
     "load_model",
+    "maximize",
     "read_metrics",
     "resume",
     "train",

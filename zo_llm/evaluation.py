@@ -19,7 +19,7 @@ import numpy as np
 
 from .models.generation import TextGenerator
 from .parametrizations.base import Parametrization
-from .strategies.base import Candidate
+from .strategies.base import AnyCandidate
 from .tasks.base import Example, Task, mean_finite
 
 logger = logging.getLogger(__name__)
@@ -59,9 +59,11 @@ class PopulationResult:
 
 
 class SequentialEvaluator:
-    """Scores members one after another: perturb, generate, score, restore.
+    """Scores members one after another: apply the candidate, generate, score, restore.
 
-    Works for every seeded space. All members see the same encoded prompts.
+    Works for every space and candidate kind: each candidate applies itself
+    (a seeded perturbation, or an explicit vector) and restores the space
+    exactly. All members see the same encoded prompts.
     """
 
     def __init__(self, space: Parametrization, generator: TextGenerator, task: Task) -> None:
@@ -70,11 +72,14 @@ class SequentialEvaluator:
         self.task = task
 
     def evaluate(
-        self, candidates: Sequence[Candidate], examples: Sequence[Example], encoded: list[list[int]]
+        self,
+        candidates: Sequence[AnyCandidate],
+        examples: Sequence[Example],
+        encoded: list[list[int]],
     ) -> PopulationResult:
         rewards, failures = [], 0
         for candidate in candidates:
-            with self.space.perturbed(candidate.seed, candidate.scale):
+            with candidate.applied_to(self.space):
                 completions = self.generator.generate(encoded)
             values = score(self.task, examples, completions)
             failures += sum(1 for v in values if math.isnan(v))

@@ -8,19 +8,24 @@ when one is complete.
 
 Candidates are seeds, not tensors: a strategy bound to a ``"seeded"``
 parametrization proposes ``(seed, scale)`` pairs and asks the parametrization to
-apply updates written as ``[(seed, coeff), ...]``.
+apply updates written as ``[(seed, coeff), ...]``. Strategies over small
+``"vector"`` spaces (CMA-ES, evotorch's searchers) propose explicit vectors
+instead. Either kind of candidate knows how to apply itself to a space
+(:meth:`Candidate.applied_to`), so evaluators never ask which strategy made it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
-from ..parametrizations.base import PARAMETRIZATIONS, Parametrization
+from ..parametrizations.base import PARAMETRIZATIONS, SEEDED, Parametrization
 from ..parametrizations.noise import fold_in
 from ..registry import Registry
 
@@ -31,6 +36,29 @@ class Candidate:
 
     seed: int
     scale: float
+
+    def applied_to(self, space: Parametrization) -> contextlib.AbstractContextManager[None]:
+        """The space perturbed to this member inside the ``with`` block, restored exactly after."""
+        return space.perturbed(self.seed, self.scale)
+
+
+@dataclass(frozen=True, eq=False)
+class VectorCandidate:
+    """One member to evaluate: the explicit point ``vector`` of a ``"vector"`` space."""
+
+    vector: torch.Tensor
+
+    def applied_to(self, space: Parametrization) -> contextlib.AbstractContextManager[None]:
+        """The space set to ``vector`` inside the ``with`` block, its previous values after."""
+        return space.at_vector(self.vector)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VectorCandidate) and torch.equal(self.vector, other.vector)
+
+    __hash__ = None  # equal vectors are equal candidates; tensors are not hashable by value
+
+
+AnyCandidate = Candidate | VectorCandidate
 
 
 class IncompatibleSpaceError(ValueError):
@@ -55,6 +83,39 @@ class Strategy(ABC):
         self.config = config if config is not None else self.config_class()
         self.seed = int(seed)
         self.generation = 0
+        self.check_dim()
+
+    def max_dim(self) -> int | None:
+        """The largest space this strategy (as configured) can search; None: any size."""
+        return None
+
+    def check_dim(self) -> None:
+        """Refuses a space too large for this strategy, naming what would fit.
+
+        Called at construction and again by strategies that start on their
+        first ask, since a space learns its ``dim`` only when bound to a model.
+        """
+        limit = self.max_dim()
+        if limit is None or self.space.dim <= limit:
+            return
+        spaces = [
+            name
+            for name in PARAMETRIZATIONS.names()
+            if self.supported_kinds & PARAMETRIZATIONS.get(name).kinds
+        ]
+        any_size = [
+            name for name in STRATEGIES.names() if SEEDED in STRATEGIES.get(name).supported_kinds
+        ]
+        raise IncompatibleSpaceError(
+            f"strategy {self.name!r} searches at most {limit} dimensions as configured, but "
+            f"{type(self.space).__name__} has dim={self.space.dim}; {self._too_large_hint()}"
+            f"restrict the space to fewer numbers (spaces that work with {self.name!r}: "
+            f"{', '.join(spaces)}), or search seeded spaces of any size with: {', '.join(any_size)}"
+        )
+
+    def _too_large_hint(self) -> str:
+        """What to change in this strategy's config for a larger space, ending in '; ' (or "")."""
+        return ""
 
     @classmethod
     def test_config(cls) -> Any:
@@ -77,11 +138,11 @@ class Strategy(ABC):
         """Noise seed of ``member``: a hash of (run seed, generation, stage, member)."""
         return fold_in(self.seed, self.generation, stage, member)
 
-    def ask(self) -> list[Candidate]:
+    def ask(self) -> list[AnyCandidate]:
         """The candidates of the current round."""
         return self._ask()
 
-    def tell(self, candidates: Sequence[Candidate], rewards: Sequence[float]) -> dict[str, Any]:
+    def tell(self, candidates: Sequence[AnyCandidate], rewards: Sequence[float]) -> dict[str, Any]:
         """Takes the rewards of :meth:`ask`'s candidates and updates the search point.
 
         Non-finite rewards (a failed or NaN reward) are replaced by the worst
@@ -110,10 +171,10 @@ class Strategy(ABC):
         return {}
 
     @abstractmethod
-    def _ask(self) -> list[Candidate]: ...
+    def _ask(self) -> list[AnyCandidate]: ...
 
     @abstractmethod
-    def _tell(self, candidates: list[Candidate], rewards: np.ndarray) -> dict[str, Any]: ...
+    def _tell(self, candidates: list[AnyCandidate], rewards: np.ndarray) -> dict[str, Any]: ...
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-identically (the point itself lives in the space)."""

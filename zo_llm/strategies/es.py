@@ -74,14 +74,19 @@ class OpenAIES(Strategy):
 
     @classmethod
     def test_config(cls) -> ESConfig:
-        return ESConfig(population=4, sigma=1e-2, lr=1e-2)
+        return ESConfig(population=4, sigma=0.05, lr=0.05)
 
     def _ask(self) -> list[Candidate]:
+        return self._population(stage=0)
+
+    def _population(self, stage: int) -> list[Candidate]:
+        """N members around the point, seeded by (run seed, generation, ``stage``, member)."""
         config = self.config
         if config.antithetic:
-            seeds = [self.member_seed(m) for m in range(config.population // 2)]
+            seeds = [self.member_seed(m, stage) for m in range(config.population // 2)]
             return [Candidate(s, sign * config.sigma) for s in seeds for sign in (1.0, -1.0)]
-        return [Candidate(self.member_seed(m), config.sigma) for m in range(config.population)]
+        seeds = [self.member_seed(m, stage) for m in range(config.population)]
+        return [Candidate(s, config.sigma) for s in seeds]
 
     def _tell(self, candidates: list[Candidate], rewards: np.ndarray) -> dict[str, Any]:
         config = self.config

@@ -1,0 +1,235 @@
+"""Every registered strategy: runs on a tiny model, resumes exactly, is deterministic, pairs safely.
+
+The tests take their parameters from ``STRATEGIES.names()``, so a new entry is
+covered automatically; per-class differences come from ``supported_kinds``
+and ``test_config()``, never from the name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_char_task, tiny_model
+
+import zo_llm
+from zo_llm.parametrizations import SEEDED, FullWeights, TensorConfig, TensorSpace
+from zo_llm.strategies import STRATEGIES, IncompatibleSpaceError, VectorStrategy
+
+NAMES = STRATEGIES.names()
+#: The tiny Llama's final RMSNorm weight: the vector searched by vector-only strategies.
+NORM = "model.norm.weight"
+
+
+def space_options(cls) -> tuple[str, dict]:
+    """A seeded space over all weights if the strategy takes one, else the norm weight."""
+    return ("full", {}) if SEEDED in cls.supported_kinds else ("tensor", {"parameter": NORM})
+
+
+def bound_space(cls, model):
+    name, options = space_options(cls)
+    space = FullWeights() if name == "full" else TensorSpace(TensorConfig(**options))
+    space.bind(model)
+    return space
+
+
+def run(strategy, reward, iterations: int) -> list[list]:
+    """Runs whole iterations (all their ask/tell rounds); returns every round's candidates."""
+    asked = []
+    for _ in range(iterations):
+        complete = False
+        while not complete:
+            candidates = strategy.ask()
+            asked.append(candidates)
+            values = []
+            for candidate in candidates:
+                with candidate.applied_to(strategy.space):
+                    values.append(reward(strategy.space))
+            complete = strategy.tell(candidates, values)["complete"]
+    return asked
+
+
+def snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def through_checkpoint(state):
+    """What a checkpoint gives back: torch.save, then torch.load(weights_only=True)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_strategy_runs_ask_tell_on_a_tiny_model(name, model):
+    """Rewards are the tiny model's logit of one token after a fixed prompt."""
+    cls = STRATEGIES.get(name)
+    strategy = cls(bound_space(cls, model), cls.test_config(), seed=0)
+    prompt = torch.tensor([[1, 20, 21, 22]])
+
+    def logit(space):
+        with torch.no_grad():
+            return float(model(prompt).logits[0, -1, 40])
+
+    before = snapshot(model)
+    run(strategy, logit, iterations=2)
+    assert strategy.generation == 2
+    assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_strategy_trains_and_resumes_through_the_runner(name, tokenizer, tmp_path):
+    """A run stopped at iteration 2 and resumed to 3 logs and ends like an unbroken run."""
+    cls = STRATEGIES.get(name)
+    space, options = space_options(cls)
+    settings = {
+        "tokenizer": tokenizer,
+        "task": make_char_task(),
+        "strategy": name,
+        "strategy_options": dataclasses.asdict(cls.test_config()),
+        "space": space,
+        "space_options": options,
+        "batch_size": 4,
+        "max_new_tokens": 8,
+        "progress": False,
+        "tensorboard": False,
+    }
+    whole = zo_llm.train(model=tiny_model(len(tokenizer)), iterations=3, **settings)
+    zo_llm.train(model=tiny_model(len(tokenizer)), iterations=2, out=str(tmp_path), **settings)
+    resumed = zo_llm.resume(
+        tmp_path, 3, model=tiny_model(len(tokenizer)), tokenizer=tokenizer, task=make_char_task()
+    )
+    drop = ("time", "iteration_seconds")
+    strip = [{k: v for k, v in r.items() if k not in drop} for r in whole.records]
+    logged = [{k: v for k, v in r.items() if k not in drop} for r in zo_llm.read_metrics(tmp_path)]
+    assert logged == strip
+    for (n, p), q in zip(resumed.model.named_parameters(), whole.model.parameters()):
+        assert torch.equal(p, q), n
+    assert any(
+        not torch.equal(p, q)
+        for p, q in zip(whole.model.parameters(), tiny_model(len(tokenizer)).parameters())
+    )
+
+
+def quadratic(space) -> float:
+    """A smooth reward over any space's vector: highest at 0.3 in every coordinate."""
+    return -float(((space.get_vector().double() - 0.3) ** 2).sum())
+
+
+def tensor_space(dim: int = 6) -> TensorSpace:
+    return TensorSpace(x0=torch.linspace(-1, 1, dim, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_round_trip_mid_run_continues_identically(name):
+    cls = STRATEGIES.get(name)
+    whole = cls(tensor_space(), cls.test_config(), seed=5)
+    whole_asked = run(whole, quadratic, iterations=6)
+
+    first = cls(tensor_space(), cls.test_config(), seed=5)
+    run(first, quadratic, iterations=3)
+    state = through_checkpoint({"strategy": first.state_dict(), "space": first.space.state_dict()})
+    second = cls(tensor_space(), cls.test_config(), seed=0)  # the seed comes from the state
+    second.load_state_dict(state["strategy"])
+    second.space.load_state_dict(state["space"])
+    asked = run(second, quadratic, iterations=3)
+
+    assert asked == whole_asked[-len(asked) :]
+    assert torch.equal(second.space.get_vector(), whole.space.get_vector())
+    assert not torch.equal(whole.space.get_vector(), tensor_space().get_vector())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_same_numbers_other_seed_other_numbers(name):
+    cls = STRATEGIES.get(name)
+    a, b, c = (cls(tensor_space(), cls.test_config(), seed=s) for s in (1, 1, 2))
+    assert run(a, quadratic, 2) == run(b, quadratic, 2)
+    assert torch.equal(a.space.get_vector(), b.space.get_vector())
+    assert (
+        run(c, quadratic, 1)[0]
+        != run(cls(tensor_space(), cls.test_config(), seed=1), quadratic, 1)[0]
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_asking_twice_proposes_the_same_candidates(name):
+    cls = STRATEGIES.get(name)
+    strategy = cls(tensor_space(), cls.test_config(), seed=0)
+    assert strategy.ask() == strategy.ask()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_non_finite_rewards_never_win_and_all_invalid_moves_nothing(name):
+    cls = STRATEGIES.get(name)
+    strategy = cls(tensor_space(), cls.test_config(), seed=0)
+    start = strategy.space.get_vector()
+    candidates = strategy.ask()
+    info = strategy.tell(candidates, [float("nan")] * len(candidates))
+    assert info["skipped"] and info["invalid"] == len(candidates)
+    assert torch.equal(strategy.space.get_vector(), start)
+    candidates = strategy.ask()
+    rewards = [quadratic_at(c, strategy.space) for c in candidates]
+    rewards[0] = float("inf")
+    assert strategy.tell(candidates, rewards)["invalid"] == 1
+    assert np.isfinite(strategy.space.get_vector().numpy()).all()
+
+
+def quadratic_at(candidate, space) -> float:
+    with candidate.applied_to(space):
+        return quadratic(space)
+
+
+# --- pairings and sizes -------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_space_of_no_supported_kind_is_refused_with_the_spaces_that_work(name, model):
+    cls = STRATEGIES.get(name)
+    if SEEDED in cls.supported_kinds:
+        space = TensorSpace(x0=[0.0])
+        space.kinds = frozenset({"vector"})  # a vector-only space, like an SVD space
+        fitting = "full, tensor"
+    else:
+        space = FullWeights()
+        fitting = "tensor"
+    with pytest.raises(IncompatibleSpaceError, match=f"spaces that work with '{name}': {fitting}"):
+        cls(space, cls.test_config())
+
+
+def test_too_large_for_cma_names_diagonal_and_the_alternatives():
+    huge = TensorSpace(TensorConfig(parameter=NORM))
+    huge._vector = torch.empty(100_000_000, dtype=torch.float32)  # a 100M-dim vector space
+    with pytest.raises(IncompatibleSpaceError) as error:
+        STRATEGIES.get("cma-es")(huge)
+    message = str(error.value)
+    assert "at most 5000 dimensions" in message and "dim=100000000" in message
+    assert "use diagonal=True (sep-CMA, up to 1000000 dimensions)" in message
+    assert "spaces that work with 'cma-es': tensor" in message
+    assert "any size with: es, essam, mezo" in message
+    with pytest.raises(IncompatibleSpaceError, match="at most 1000000"):
+        STRATEGIES.get("cma-es")(huge, zo_llm.CMAESConfig(diagonal=True))
+
+
+def test_dim_is_checked_again_once_the_space_is_bound(model):
+    """The runner builds the strategy before binding the space; the first ask checks."""
+    space = TensorSpace(TensorConfig(parameter=NORM))
+    strategy = STRATEGIES.get("xnes")(space, seed=0)
+    strategy.full_max_dim = 16  # the norm weight has 32 numbers
+    space.bind(model)
+    with pytest.raises(IncompatibleSpaceError, match="at most 16 dimensions"):
+        strategy.ask()
+
+
+def test_vector_strategies_start_from_the_bound_space(model):
+    for name in NAMES:
+        cls = STRATEGIES.get(name)
+        if issubclass(cls, VectorStrategy):
+            space = TensorSpace(TensorConfig(parameter=NORM))
+            strategy = cls(space, cls.test_config(), seed=0)
+            space.bind(model)
+            candidates = strategy.ask()
+            assert candidates[0].vector.shape == (32,)

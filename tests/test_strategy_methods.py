@@ -1,0 +1,343 @@
+"""Each method against its definition: ESSAM's two stages, MeZO's update, gradient quality,
+CMA-ES and evotorch's searchers against the libraries' own runs, config validation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_model
+
+from zo_llm.parametrizations import FullWeights, TensorSpace
+from zo_llm.parametrizations.noise import chunk_noise, name_key
+from zo_llm.strategies import (
+    CMAES,
+    ESSAM,
+    CEMConfig,
+    CMAESConfig,
+    ESConfig,
+    ESSAMConfig,
+    MeZO,
+    MeZOConfig,
+    OpenAIES,
+    PGPEConfig,
+    SNESConfig,
+    XNESConfig,
+)
+from zo_llm.strategies.es import seeded_update
+from zo_llm.strategies.shaping import zscore
+
+A = torch.linspace(1.0, 10.0, 1000, dtype=torch.float64)  # curvatures of the test quadratic
+
+
+def quadratic(x: torch.Tensor) -> float:
+    """-1/2 sum a_i x_i^2 + sum x_i: gradient -a*x + 1, maximum at x = 1/a."""
+    return float(-0.5 * (A[: x.numel()] * x * x).sum() + x.sum())
+
+
+def gradient(x: torch.Tensor) -> torch.Tensor:
+    return -A[: x.numel()] * x + 1.0
+
+
+def rewards_of(candidates, space, reward=quadratic) -> list[float]:
+    values = []
+    for candidate in candidates:
+        with candidate.applied_to(space):
+            values.append(reward(space.get_vector()))
+    return values
+
+
+def eps(seed: int, dim: int) -> torch.Tensor:
+    return chunk_noise(seed, name_key("tensor"), 0, dim, "cpu").double()
+
+
+def start(dim: int, seed: int = 0) -> TensorSpace:
+    return TensorSpace(x0=torch.randn(dim, generator=torch.Generator().manual_seed(seed)).double())
+
+
+# --- ESSAM -------------------------------------------------------------------
+
+
+def test_essam_neighbour_step_lowers_reward_and_returns_exactly():
+    config = ESSAMConfig(population=16, sigma=1e-3, lr=0.01, rho=0.05)
+    space = start(50)
+    theta = space.get_vector()
+    essam = ESSAM(space, config, seed=1)
+    first = essam.ask()
+    info = essam.tell(first, rewards_of(first, space))
+    assert info["complete"] is False and torch.equal(space.get_vector(), theta)
+
+    second = essam.ask()  # the space now sits at theta - rho g/||g||
+    neighbour = space.get_vector()
+    assert float((neighbour - theta).norm()) == pytest.approx(config.rho, rel=1e-12)
+    assert quadratic(neighbour) < quadratic(theta)
+    step = neighbour - theta
+    assert float(step @ gradient(theta)) < 0  # against the gradient: towards lower reward
+    assert not {c.seed for c in second} & {c.seed for c in first}  # fresh seeds
+    assert [c.seed for c in second] == [essam.member_seed(m, stage=1) for m in range(16)]
+
+    rewards = rewards_of(second, space)
+    assert essam.tell(second, rewards)["complete"] is True
+    reference = TensorSpace(x0=theta)  # theta plus ES's update from the stage-2 rewards
+    reference.apply_update(seeded_update(second, zscore(np.array(rewards)), config.lr / 16))
+    assert torch.equal(space.get_vector(), reference.get_vector())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_essam_on_full_weights_leaves_only_its_update(tokenizer, dtype):
+    """Replaying the recorded update onto the base model gives the same bits: no trace of shifts."""
+    model = tiny_model(len(tokenizer), dtype=dtype)
+    space = FullWeights()
+    space.bind(model)
+    essam = ESSAM(space, ESSAMConfig(population=4, sigma=0.05, lr=0.05, rho=0.5), seed=0)
+    prompt = torch.tensor([[1, 20, 21, 22]])
+
+    def reward(_):
+        with torch.no_grad():
+            return float(model(prompt).logits[0, -1, 40])
+
+    for _ in range(2):
+        candidates = essam.ask()
+        values = [0.0] * len(candidates)
+        for i, candidate in enumerate(candidates):
+            with candidate.applied_to(space):
+                values[i] = reward(None)
+        essam.tell(candidates, values)
+    assert essam.generation == 1 and len(space.state_dict()["history"]) == 1
+    fresh = tiny_model(len(tokenizer), dtype=dtype)
+    replay = FullWeights()
+    replay.bind(fresh)
+    replay.load_state_dict(space.state_dict())
+    for (name, p), q in zip(model.named_parameters(), fresh.parameters()):
+        assert torch.equal(p, q), name
+
+
+def test_essam_norm_estimate_and_script_mode():
+    dim, population = 100_000, 8
+    rewards = np.linspace(0.0, 1.0, population)
+    exact = ESSAM(start(dim), ESSAMConfig(population=population, rho=1.0), seed=0)
+    estimate = ESSAM(start(dim), ESSAMConfig(population=population, rho=1.0, grad_norm="estimate"))
+    norms = [s.tell(s.ask(), rewards)["grad_norm"] for s in (exact, estimate)]
+    assert norms[1] == pytest.approx(norms[0], rel=0.02)  # relative error ~ sqrt(2/dim) per term
+
+    script = ESSAM(start(10), ESSAMConfig(population=4, rho=0.1, grad_norm="none"), seed=0)
+    theta = script.space.get_vector()
+    candidates = script.ask()
+    z = zscore(np.array([0.3, 0.1, 0.4, 0.2]))
+    script.tell(candidates, [0.3, 0.1, 0.4, 0.2])
+    script.ask()
+    expected = theta - 0.1 / 4 * sum(zn * eps(c.seed, 10) for zn, c in zip(z, candidates))
+    torch.testing.assert_close(script.space.get_vector(), expected, rtol=0, atol=1e-15)
+
+
+def test_essam_skipped_second_round_returns_to_theta():
+    essam = ESSAM(start(10), ESSAMConfig(population=4, rho=0.5), seed=0)
+    theta = essam.space.get_vector()
+    essam.tell(essam.ask(), [0.1, 0.2, 0.3, 0.4])
+    info = essam.tell(essam.ask(), [float("nan")] * 4)
+    assert info["skipped"] and essam.stage == 0 and torch.equal(essam.space.get_vector(), theta)
+    essam.tell(essam.ask(), [0.1, 0.2, 0.3, 0.4])
+    essam.ask()
+    with pytest.raises(RuntimeError, match="between its second ask"):
+        essam.state_dict()
+
+
+# --- MeZO -----------------------------------------------------------------------
+
+
+def test_mezo_two_point_update_with_weight_decay():
+    config = MeZOConfig(q=3, eps=1e-3, lr=0.01, weight_decay=0.1)
+    mezo = MeZO(start(20), config, seed=2)
+    theta = mezo.space.get_vector()
+    candidates = mezo.ask()
+    assert [c.scale for c in candidates] == [1e-3, -1e-3] * 3
+    assert [c.seed for c in candidates[0::2]] == [c.seed for c in candidates[1::2]]
+    rewards = rewards_of(candidates, mezo.space)
+    mezo.tell(candidates, rewards)
+    grads = [(rewards[2 * i] - rewards[2 * i + 1]) / 2e-3 for i in range(3)]
+    step = sum(g * eps(c.seed, 20) for g, c in zip(grads, candidates[0::2])) / 3
+    expected = theta * (1 - 0.01 * 0.1) + 0.01 * step
+    torch.testing.assert_close(mezo.space.get_vector(), expected, rtol=0, atol=1e-14)
+
+
+def test_mezo_sign_and_momentum_variants():
+    config = MeZOConfig(q=1, eps=1e-3, lr=0.01, sign=True, momentum=0.9, momentum_window=2)
+    mezo = MeZO(start(8), config, seed=0)
+    directions, theta = [], mezo.space.get_vector()
+    for _ in range(3):
+        candidates = mezo.ask()
+        rewards = rewards_of(candidates, mezo.space)
+        directions.append(np.sign(rewards[0] - rewards[1]) * eps(candidates[0].seed, 8))
+        mezo.tell(candidates, rewards)
+        # m_t = sum_k 0.9^(t-k) d_k over the last two steps (the window)
+        theta = theta + 0.01 * sum(0.9**age * d for age, d in enumerate(directions[::-1][:2]))
+        torch.testing.assert_close(mezo.space.get_vector(), theta, rtol=0, atol=1e-14)
+
+
+# --- gradient quality -------------------------------------------------------------
+
+
+def mean_cosine(strategy_factory, dim: int, trials: int) -> float:
+    """Mean cosine between a strategy's first step and the true gradient, over seeds."""
+    cosines = []
+    for seed in range(trials):
+        strategy = strategy_factory(start(dim, seed=100 + seed), seed)
+        theta = strategy.space.get_vector()
+        candidates = strategy.ask()
+        strategy.tell(candidates, rewards_of(candidates, strategy.space))
+        step = strategy.space.get_vector() - theta
+        cosines.append(float(torch.nn.functional.cosine_similarity(step, gradient(theta), dim=0)))
+    return float(np.mean(cosines))
+
+
+@pytest.mark.parametrize(
+    ("method", "samples", "dim"),
+    [("es", 30, 1000), ("mezo", 30, 1000), ("es", 400, 20), ("mezo", 400, 20)],
+)
+def test_gradient_estimates_correlate_with_the_true_gradient(method, samples, dim):
+    """The cosine of an n-sample estimate with the gradient is about sqrt(n / (n + d)).
+
+    With a = g.eps, an estimate sum_n a_n eps_n / n has |g| along g (relative
+    spread sqrt(2/n)) and about |g| sqrt(d/n) across it, so cos ~ 1/sqrt(1 + d/n).
+    ES's z-scoring subtracts the mean reward (one sample's worth: n -> n - 1).
+    MeZO's own estimate has n + 2 in place of n along g: cos ~ sqrt(n / (n + d + 1)).
+    Measured means over 20 seeds (expected): es 30/1000 0.165 (0.168),
+    mezo 30/1000 0.170 (0.171), es 400/20 0.977 (0.977), mezo 400/20 0.977 (0.975).
+    """
+    if method == "es":
+        expected = math.sqrt((samples - 1) / (samples - 1 + dim - 1))
+        config = ESConfig(population=samples, sigma=1e-4, lr=1.0)
+        factory = lambda space, seed: OpenAIES(space, config, seed=seed)  # noqa: E731
+    else:
+        expected = math.sqrt(samples / (samples + dim + 1))
+        config = MeZOConfig(q=samples, eps=1e-4, lr=1.0)
+        factory = lambda space, seed: MeZO(space, config, seed=seed)  # noqa: E731
+    measured = mean_cosine(factory, dim, trials=20)
+    assert 0.8 * expected < measured < min(1.0, 1.2 * expected)
+
+
+# --- CMA-ES against pycma -----------------------------------------------------------
+
+
+def test_cma_es_reproduces_pycmas_own_trajectory():
+    import cma
+
+    def reward(x: torch.Tensor) -> float:
+        return -float(((x - 1.0) ** 2 * torch.arange(1, 6, dtype=x.dtype)).sum())
+
+    space = TensorSpace(x0=torch.zeros(5, dtype=torch.float64))
+    strategy = CMAES(space, CMAESConfig(population=6, sigma=0.5), seed=3)
+    options = {"seed": strategy.library_seed, "popsize": 6, "CMA_diagonal": False}
+    saved = np.random.get_state()  # pycma's own run seeds numpy's global generator
+    try:
+        reference = cma.CMAEvolutionStrategy(
+            np.zeros(5), 0.5, options | {"verbose": -9, "verb_log": 0, "verb_disp": 0}
+        )
+        for _ in range(40):
+            candidates = strategy.ask()
+            strategy.tell(candidates, rewards_of(candidates, space, reward))
+            solutions = reference.ask()
+            reference.tell(solutions, [-reward(torch.from_numpy(x)) for x in solutions])
+            assert np.array_equal(torch.stack([c.vector for c in candidates]).numpy(), solutions)
+            assert np.array_equal(space.get_vector().numpy(), reference.mean)
+            assert strategy._es.sigma == reference.sigma
+    finally:
+        np.random.set_state(saved)
+    assert reward(space.get_vector()) > -1e-2  # from -15 at the start
+
+
+def test_cma_es_leaves_numpys_global_generator_alone():
+    before = np.random.get_state()[1].copy()
+    strategy = CMAES(start(4), CMAESConfig(population=6), seed=0)
+    for _ in range(3):
+        candidates = strategy.ask()
+        strategy.tell(candidates, rewards_of(candidates, strategy.space))
+    assert np.array_equal(np.random.get_state()[1], before)
+
+
+# --- evotorch's searchers against evotorch's own classes ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "searcher", "options"),
+    [
+        ("snes", SNESConfig(sigma=0.5), "SNES", {}),
+        ("xnes", XNESConfig(sigma=0.5), "XNES", {}),
+        (
+            "pgpe",
+            PGPEConfig(sigma=0.5, population=10),
+            "PGPE",
+            {"popsize": 10, "center_learning_rate": 0.05, "stdev_learning_rate": 0.1},
+        ),
+        (
+            "cem",
+            CEMConfig(sigma=0.5, population=10, stdev_max_change=0.1),
+            "CEM",
+            {"popsize": 10, "parenthood_ratio": 0.5, "stdev_max_change": 0.1},
+        ),
+    ],
+)
+def test_evotorch_adapters_reproduce_evotorchs_searchers(name, config, searcher, options):
+    """Same objective and seed: the same means (bit for bit, except ClipUp's rounding in PGPE)."""
+    import evotorch
+    import evotorch.algorithms
+
+    from zo_llm.strategies import STRATEGIES
+
+    def reward(x: torch.Tensor) -> torch.Tensor:
+        return -(((x - 1.0) ** 2) * torch.arange(1, 6, dtype=x.dtype)).sum(-1)
+
+    space = TensorSpace(x0=torch.zeros(5, dtype=torch.float64))
+    strategy = STRATEGIES.get(name)(space, config, seed=1)
+    problem = evotorch.Problem(
+        "max",
+        reward,
+        solution_length=5,
+        dtype=torch.float64,
+        seed=strategy.library_seed,
+        vectorized=True,
+        initial_bounds=(-1.0, 1.0),
+    )
+    center = torch.zeros(5, dtype=torch.float64)
+    reference = getattr(evotorch.algorithms, searcher)(
+        problem, stdev_init=0.5, center_init=center, **options
+    )
+    for _ in range(20):
+        candidates = strategy.ask()
+        strategy.tell(candidates, [float(reward(c.vector)) for c in candidates])
+        reference.step()
+    reference.step()  # evotorch applies a population's update at the start of the next step
+    torch.testing.assert_close(space.get_vector(), reference.status["center"], rtol=0, atol=1e-12)
+
+
+# --- config validation --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "options", "message"),
+    [
+        (ESSAMConfig, {"rho": 0.0}, "rho=0.0 must be positive"),
+        (ESSAMConfig, {"grad_norm": "approx"}, "grad_norm='approx'.*exact, estimate, none"),
+        (ESSAMConfig, {"population": 3, "antithetic": True}, "population=3 .* even"),
+        (MeZOConfig, {"q": 0}, "q=0"),
+        (MeZOConfig, {"eps": -1.0}, "eps=-1.0"),
+        (MeZOConfig, {"momentum": 1.0}, r"momentum=1.0 must be in \[0, 1\)"),
+        (MeZOConfig, {"momentum_window": 0}, "momentum_window=0"),
+        (CMAESConfig, {"population": 1}, "population=1"),
+        (CMAESConfig, {"sigma": 0.0}, "sigma=0.0"),
+        (CMAESConfig, {"options": {"popsize": 8}}, "options\\['popsize'\\].*population option"),
+        (CMAESConfig, {"options": {"seed": 8}}, "run seed"),
+        (CMAESConfig, {"options": {"tolfunn": 1e-9}}, "no option 'tolfunn'"),
+        (SNESConfig, {"ranking": "best"}, "ranking='best'.*nes, centered"),
+        (XNESConfig, {"stdev_lr": -0.1}, "stdev_lr=-0.1"),
+        (PGPEConfig, {"population": 7}, "population=7 must be even.*use 8"),
+        (PGPEConfig, {"momentum": 1.5}, "momentum=1.5"),
+        (CEMConfig, {"parenthood_ratio": 0.01}, "parenthood_ratio=0.01.*at least one"),
+        (CEMConfig, {"population": 1}, "population=1"),
+    ],
+)
+def test_bad_config_names_the_value(config, options, message):
+    with pytest.raises(ValueError, match=message):
+        config(**options)
