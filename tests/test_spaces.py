@@ -24,6 +24,8 @@ def assert_bit_identical(model, reference) -> None:
 
 def test_vector_sources_and_dtypes():
     assert TensorSpace(x0=[1, 2, 3]).get_vector().dtype == torch.float64  # ints become float64
+    assert TensorSpace(x0=[0.5, 1.0]).get_vector().dtype == torch.float64  # so do lists
+    assert TensorSpace(x0=torch.arange(3)).get_vector().dtype == torch.float64
     assert TensorSpace(x0=torch.zeros(2, dtype=torch.float32)).get_vector().dtype == torch.float32
     own = TensorSpace(TensorConfig(dim=3, init=0.5))
     assert own.dim == 3

@@ -101,7 +101,7 @@ def maximize(
     """
     if iterations is None and max_evaluations is None:
         raise ValueError("give iterations= or max_evaluations= (or both) to bound the search")
-    space = x0 if isinstance(x0, Parametrization) else TensorSpace(x0=torch.as_tensor(x0))
+    space = x0 if isinstance(x0, Parametrization) else TensorSpace(x0=x0)
     cls = STRATEGIES.get(strategy) if isinstance(strategy, str) else strategy
     config = make_config(cls.config_class, strategy_options, f"strategy {cls.name!r}")
     search = cls(space, config, seed=seed)

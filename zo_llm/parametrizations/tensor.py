@@ -58,8 +58,8 @@ class TensorSpace(Parametrization):
     Args:
       config: ``dim``/``init`` for a vector of its own, or ``parameter`` to
         search one parameter of the model passed to :meth:`bind`.
-      x0: the starting vector (1-D, copied; integer input becomes float64).
-        Overrides ``dim``/``init``. Own vectors default to float64, which is
+      x0: the starting vector (1-D, copied), overriding ``dim``/``init``. A
+        float tensor keeps its dtype; anything else becomes float64, which is
         what pycma and numpy objectives compute in.
     """
 
@@ -74,7 +74,9 @@ class TensorSpace(Parametrization):
         if x0 is not None:
             if self.config.parameter is not None:
                 raise ValueError("give x0 or config.parameter, not both")
-            vector = torch.as_tensor(x0).detach()
+            vector = (
+                x0.detach() if torch.is_tensor(x0) else torch.as_tensor(x0, dtype=torch.float64)
+            )
             if vector.ndim != 1 or vector.numel() == 0:
                 raise ValueError(
                     f"x0 must be a non-empty 1-D vector; got shape {tuple(vector.shape)}"
