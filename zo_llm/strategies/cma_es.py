@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..parametrizations.base import Parametrization
 from .base import STRATEGIES
 from .vector import VectorStrategy
 
@@ -89,7 +90,9 @@ class CMAES(VectorStrategy):
     #: Largest dim for a full covariance: dim^2 numbers and eigendecompositions.
     full_max_dim = 5_000
 
-    def __init__(self, space, config: CMAESConfig | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, space: Parametrization, config: CMAESConfig | None = None, seed: int = 0
+    ) -> None:
         super().__init__(space, config, seed)
         self._es: Any = None
         self._x0: torch.Tensor | None = None

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..parametrizations.base import VECTOR
+from ..parametrizations.base import VECTOR, Parametrization
 from ..parametrizations.noise import fold_in
 from .base import Strategy, VectorCandidate
 
@@ -34,7 +34,7 @@ class VectorStrategy(Strategy):
     #: is held as explicit vectors (popsize x dim numbers).
     separable_max_dim = 1_000_000
 
-    def __init__(self, space, config: Any = None, seed: int = 0) -> None:
+    def __init__(self, space: Parametrization, config: Any = None, seed: int = 0) -> None:
         super().__init__(space, config, seed)
         self.started = False
         self._pending: torch.Tensor | None = None  # the asked, not yet told, population
