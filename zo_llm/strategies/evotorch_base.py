@@ -129,13 +129,16 @@ class EvotorchSearcher(VectorStrategy):
         else:
             rates["mu"] = self._center_lr()
         old_sigma = self._dist.sigma
+        old_clipup = None if self._clipup is None else self._clipup.state
         new = self._dist.update_parameters(gradients, learning_rates=rates, optimizers=optimizers)
         change = getattr(self.config, "stdev_max_change", None)
         if change is not None:
             new = new.modified_copy(sigma=modify_tensor(old_sigma, new.sigma, max_change=change))
         tensors = [value for value in new.parameters.values() if torch.is_tensor(value)]
         finite = all(torch.isfinite(value).all() for value in tensors)
-        if not finite:  # stdevs underflow once converged to machine precision; keep the last
+        if not finite:  # stdevs underflow once converged to machine precision: keep the last
+            if self._clipup is not None:
+                self._clipup.state = old_clipup
             return {"stalled": True}
         self._dist = new
         return {}
