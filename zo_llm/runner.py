@@ -49,19 +49,22 @@ FINAL_DIR = "final"
 class TrainConfig:
     """Everything a run needs; every field is a CLI flag and a TOML key."""
 
-    model: str | None = field(default=None, metadata={"help": "hub id or local model folder"})
+    model: str | None = field(
+        default="zo-tiny",
+        metadata={"help": "alias (zo-llm list), hub id, local model folder or .gguf file"},
+    )
     strategy: str = field(default="es", metadata={"help": "strategy name (zo-llm list)"})
     space: str = field(default="full", metadata={"help": "parametrization name (zo-llm list)"})
-    task: str = field(default="countdown", metadata={"help": "task name (zo-llm list)"})
+    task: str = field(default="countdown-easy", metadata={"help": "task name (zo-llm list)"})
     strategy_options: dict[str, Any] = field(default_factory=dict)
     space_options: dict[str, Any] = field(default_factory=dict)
     task_options: dict[str, Any] = field(default_factory=dict)
-    iterations: int = field(default=50, metadata={"help": "iterations in total"})
+    iterations: int = field(default=10, metadata={"help": "iterations in total"})
     batch_size: int = field(default=16, metadata={"help": "training prompts per iteration"})
-    max_new_tokens: int = field(default=128, metadata={"help": "tokens generated per prompt"})
+    max_new_tokens: int = field(default=64, metadata={"help": "tokens generated per prompt"})
     generation_batch_size: int = field(default=32, metadata={"help": "prompts per forward batch"})
     eval_every: int = field(
-        default=10, metadata={"help": "held-out evaluation period (0: start/end)"}
+        default=2, metadata={"help": "held-out evaluation period (0: start/end)"}
     )
     eval_size: int | None = field(default=None, metadata={"help": "held-out examples (None: all)"})
     checkpoint_every: int = field(default=10, metadata={"help": "checkpoint period in iterations"})
@@ -71,7 +74,10 @@ class TrainConfig:
     threads: int | None = field(
         default=None, metadata={"help": "torch CPU threads (None: torch's)"}
     )
-    out: str | None = field(default=None, metadata={"help": "run folder (created)"})
+    out: str | None = field(
+        default=None,
+        metadata={"help": "run folder (created; the CLI picks runs/TASK-STRATEGY-TIME without it)"},
+    )
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
     tensorboard: bool = field(default=True, metadata={"help": "write TensorBoard events"})
 
@@ -141,10 +147,10 @@ class Experiment:
         self.space = space if space is not None else build_space(config.space, config.space_options)
         config.task = _component_name(TASKS, self.task)
         config.space = _component_name(PARAMETRIZATIONS, self.space)
+        self.space.bind(self.model)  # first: a strategy checks the bound space's size
         self.strategy = build_strategy(
             config.strategy, self.space, config.strategy_options, seed=config.seed
         )
-        self.space.bind(self.model)
         self.train_examples = list(self.task.examples("train"))
         eval_examples = list(self.task.examples("eval"))
         self.eval_examples = (

@@ -364,3 +364,24 @@ class CountdownTask(Task):
             "reward": mean_finite(rewards),
             "format": mean_finite([s.format for s in scores]),
         }
+
+
+@dataclass(frozen=True)
+class EasyCountdownConfig(CountdownConfig):
+    """Countdown's options, with two numbers from 1..30 per problem by default."""
+
+    min_numbers: int = field(default=2, metadata={"help": "Fewest numbers per problem."})
+    max_numbers: int = field(default=2, metadata={"help": "Most numbers per problem."})
+    max_number: int = field(default=30, metadata={"help": "Numbers are drawn from 1..max_number."})
+
+
+@TASKS.register("countdown-easy")
+class EasyCountdownTask(CountdownTask):
+    """Countdown with two numbers from 1..30: the shipped zo-tiny model's task, and the default.
+
+    Same prompt, reward and metrics as ``countdown``; only the generated problems
+    are easier, so that a ~1M-parameter model can solve many of them.
+    """
+
+    config_class = EasyCountdownConfig
+    name = "countdown-easy"
