@@ -205,6 +205,7 @@ def main() -> None:
     for name, value in asdict(BuildSettings()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--task", default="countdown-easy", help="a countdown task name")
     parser.add_argument(
         "--task-opt",
         action="append",
