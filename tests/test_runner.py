@@ -20,7 +20,8 @@ FAST = {"batch_size": 4, "max_new_tokens": 8, "progress": False}
 #: ES settings under which the char task's rewards differ between members and iterations.
 CHAR_ES = {"population": 8, "sigma": 0.05, "lr": 0.1, "antithetic": True}
 COUNTDOWN = {"train_size": 8, "eval_size": 4}
-TIME_FIELDS = ("time", "iteration_seconds")
+#: Fields that measure the machine, not the run: excluded when runs are compared.
+TIME_FIELDS = ("time", "iteration_seconds", "peak_memory_mb")
 
 
 def without_time(records):
@@ -448,3 +449,16 @@ def test_bad_values_name_the_value(model, tokenizer, options, named):
 def test_missing_model_is_a_clear_error():
     with pytest.raises(ValueError, match="no model given"):
         zo_llm.train(model=None, task="countdown", task_options=COUNTDOWN, iterations=1, **FAST)
+
+
+def test_records_count_sample_evaluations_and_peak_memory(tokenizer, tmp_path):
+    experiment = train_char(tokenizer, tmp_path / "run", iterations=3, eval_every=2)
+    population, batch = CHAR_ES["population"], FAST["batch_size"]
+    train = of_type(experiment.records, "train")
+    assert [r["samples"] for r in train] == [population * batch * i for i in (1, 2, 3)]
+    assert [(r["iteration"], r["samples"]) for r in of_type(experiment.records, "eval")] == [
+        (0, 0),
+        (2, 2 * population * batch),
+        (3, 3 * population * batch),
+    ]
+    assert all(r["peak_memory_mb"] > 0 for r in train)

@@ -34,6 +34,7 @@ from . import __version__
 from .config import make_config
 from .evaluation import SequentialEvaluator, evaluate_task
 from .logging import RunLogger, read_metrics
+from .memory import peak_memory_mb
 from .models.generation import TextGenerator
 from .models.loading import load_model
 from .parametrizations.base import PARAMETRIZATIONS, Parametrization
@@ -168,6 +169,7 @@ class Experiment:
         self.out = Path(config.out) if config.out else None
         self.iteration = 0
         self.elapsed = 0.0
+        self.samples = 0  # sample evaluations so far: members x prompts
         self.evaluated_at: int | None = None
         self.records: list[dict[str, Any]] = []
 
@@ -187,6 +189,7 @@ class Experiment:
         rewards, invalid, failures = [], 0, 0
         while True:
             candidates = self.strategy.ask()
+            self.samples += len(candidates) * len(examples)
             result = self.evaluator.evaluate(candidates, examples, encoded)
             info = self.strategy.tell(candidates, result.rewards)
             rewards.extend(result.rewards.tolist())
@@ -210,6 +213,8 @@ class Experiment:
             "reward_failures": failures,
             "iteration_seconds": seconds,
             "time": self.elapsed,
+            "samples": self.samples,
+            "peak_memory_mb": peak_memory_mb(self.model.device),
         }
 
     def evaluate(self) -> dict[str, Any]:
@@ -221,6 +226,7 @@ class Experiment:
             "split": "eval",
             **metrics,
             "time": self.elapsed,
+            "samples": self.samples,
         }
 
     def run(self, logger: RunLogger | None = None) -> list[dict[str, Any]]:
@@ -294,6 +300,7 @@ class Experiment:
         state = {
             "iteration": self.iteration,
             "elapsed": self.elapsed,
+            "samples": self.samples,
             "metrics_lines": metrics_lines,
             "strategy": self.strategy.state_dict(),
             "space": self.space.state_dict(),
@@ -310,6 +317,7 @@ class Experiment:
         self.space.load_state_dict(state["space"])
         self.iteration = int(state["iteration"])
         self.elapsed = float(state["elapsed"])
+        self.samples = int(state["samples"])
         return int(state["metrics_lines"])
 
     def save_final(self, path: Path) -> None:
