@@ -462,3 +462,12 @@ def test_records_count_sample_evaluations_and_peak_memory(tokenizer, tmp_path):
         (3, 3 * population * batch),
     ]
     assert all(r["peak_memory_mb"] > 0 for r in train)
+
+
+def test_sample_budget_stops_the_run(tokenizer, tmp_path):
+    per_iteration = CHAR_ES["population"] * FAST["batch_size"]
+    budget = int(2.5 * per_iteration)  # spent during the third iteration
+    experiment = train_char(tokenizer, tmp_path / "run", iterations=50, max_samples=budget)
+    assert experiment.iteration == 3 and experiment.samples == 3 * per_iteration
+    assert of_type(experiment.records, "eval")[-1]["iteration"] == 3
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["iteration"] == 3

@@ -61,6 +61,10 @@ class TrainConfig:
     space_options: dict[str, Any] = field(default_factory=dict)
     task_options: dict[str, Any] = field(default_factory=dict)
     iterations: int = field(default=10, metadata={"help": "iterations in total"})
+    max_samples: int | None = field(
+        default=None,
+        metadata={"help": "stop once this many sample evaluations (members x prompts) are spent"},
+    )
     batch_size: int = field(default=16, metadata={"help": "training prompts per iteration"})
     max_new_tokens: int = field(default=64, metadata={"help": "tokens generated per prompt"})
     generation_batch_size: int = field(default=32, metadata={"help": "prompts per forward batch"})
@@ -89,6 +93,8 @@ class TrainConfig:
         for name in ("eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"max_samples={self.max_samples} must be >= 1 (or None)")
         if self.eval_size is not None and self.eval_size < 1:
             raise ValueError(f"eval_size={self.eval_size} must be >= 1 (or None for all)")
 
@@ -260,15 +266,16 @@ class Experiment:
             log(self.evaluate())
         progress = _progress(self.config, self.iteration)
         try:
-            while self.iteration < self.config.iterations:
+            while not self.finished():
                 record = self.step()
                 log(record)
                 progress.update(1)
                 progress.set_postfix(reward=f"{record['reward_mean']:.4f}")
                 if _due(self.iteration, self.config.eval_every):
                     log(self.evaluate())
-                last = self.iteration == self.config.iterations
-                checkpoint_due = last or _due(self.iteration, self.config.checkpoint_every)
+                checkpoint_due = self.finished() or _due(
+                    self.iteration, self.config.checkpoint_every
+                )
                 if self.out is not None and checkpoint_due:
                     self.save_checkpoint(logger.lines)
             if self.evaluated_at != self.iteration:
@@ -281,6 +288,12 @@ class Experiment:
             self.save_final(self.out / FINAL_DIR)
         self.records = records
         return records
+
+    def finished(self) -> bool:
+        """Whether the run has reached its iterations, or spent its sample budget."""
+        budget = self.config.max_samples
+        spent = budget is not None and self.samples >= budget
+        return spent or self.iteration >= self.config.iterations
 
     # --- files ----------------------------------------------------------
 
