@@ -117,12 +117,101 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(handler=cmd_eval)
 
+    bench = commands.add_parser(
+        "bench",
+        help="compare strategies on one budget: table and plots",
+        description="Runs every strategy x space x task x seed as a run folder under OUT/runs, "
+        "then writes OUT/results.csv, OUT/results.md and two plots. Defaults < --config TOML "
+        "< flags. Re-running resumes: finished runs are not redone.",
+        epilog=BENCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_bench_flags(bench)
+    bench.set_defaults(handler=cmd_bench)
+
     listing = commands.add_parser(
         "list", help="strategies, parametrizations, tasks and model aliases"
     )
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(handler=cmd_list)
     return parser
+
+
+BENCH_EPILOG = """\
+examples:
+  zo-llm bench --strategies es,essam,mezo --seeds 0,1 --budget 9600 --target 0.8 --out results/
+  zo-llm bench --config benchmarks/configs/compare.toml --out results/compare
+
+bench.toml:
+  model = "zo-tiny"
+  seeds = [0, 1, 2]
+  budget = 9600          # sample evaluations (members x prompts) per run
+  target = 0.8           # held-out metric for "samples to target"
+  spaces = ["full"]
+  tasks = [{ name = "countdown-easy", eval_size = 100 }]
+  [[strategies]]         # tables come last in TOML
+  name = "es"
+  [[strategies]]
+  name = "mezo"
+  lr = 0.05
+"""
+
+#: ``zo-llm bench`` flags: (flag, type, help). Lists are comma-separated.
+BENCH_FLAGS = [
+    ("--model", str, "model alias, hub id or folder (default: zo-tiny)"),
+    ("--strategies", str, "comma-separated strategy names"),
+    ("--spaces", str, "comma-separated parametrization names (default: full)"),
+    ("--tasks", str, "comma-separated task names (default: countdown-easy)"),
+    ("--seeds", str, "comma-separated seeds (default: 0)"),
+    ("--budget", int, "sample evaluations (members x prompts) per run"),
+    ("--iterations", int, "iterations per run (an upper bound when --budget is set)"),
+    ("--batch-size", int, "training prompts per iteration (default: 16)"),
+    ("--max-new-tokens", int, "tokens generated per prompt (default: 64)"),
+    ("--eval-every", int, "held-out evaluation period in iterations (default: 2)"),
+    ("--eval-size", int, "held-out examples (default: all)"),
+    ("--target", float, "held-out metric value for the samples-to-target column"),
+    ("--metric", str, "held-out metric to compare (default: accuracy, else reward)"),
+    ("--threads", int, "torch CPU threads per run (default: 1)"),
+    ("--dtype", str, "float32, bfloat16 or float16"),
+    ("--device", str, "auto, cpu, cuda or cuda:N"),
+]
+
+
+def _add_bench_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML file with any of the options below")
+    parser.add_argument("--out", help="results folder (created)")
+    for flag, kind, help_text in BENCH_FLAGS:
+        parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import BenchConfig, run_bench
+
+    flags = {}
+    for flag, _, _ in BENCH_FLAGS:
+        name = flag[2:].replace("-", "_")
+        if hasattr(args, name):
+            value = getattr(args, name)
+            if name in ("strategies", "spaces", "tasks", "seeds"):
+                value = [part.strip() for part in value.split(",") if part.strip()]
+                value = [int(v) for v in value] if name == "seeds" else value
+            flags[name] = value
+    if args.out:
+        flags["out"] = args.out
+    if args.config:
+        config = BenchConfig.from_toml(args.config, **flags)
+    else:
+        missing = [k for k in ("strategies", "out") if k not in flags]
+        if missing:
+            raise ValueError(f"zo-llm bench needs --{' and --'.join(missing)} (or --config)")
+        config = BenchConfig.from_dict(flags)
+    executed = run_bench(config)
+    out = Path(config.out)
+    print(f"runs executed: {len(executed)} (finished runs are kept and not redone)")
+    print((out / "results.md").read_text(), end="")
+    print(f"tables: {out / 'results.csv'}, {out / 'results.md'}")
+    print(f"plots:  {out / 'heldout_vs_samples.png'}, {out / 'heldout_vs_time.png'}")
+    return 0
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
