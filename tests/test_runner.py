@@ -471,3 +471,11 @@ def test_sample_budget_stops_the_run(tokenizer, tmp_path):
     assert experiment.iteration == 3 and experiment.samples == 3 * per_iteration
     assert of_type(experiment.records, "eval")[-1]["iteration"] == 3
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["iteration"] == 3
+
+
+def test_evaluations_on_a_grid_of_sample_evaluations(tokenizer):
+    per_iteration = CHAR_ES["population"] * FAST["batch_size"]  # 32
+    experiment = train_char(tokenizer, iterations=5, eval_every=0, eval_every_samples=70)
+    evals = [(r["iteration"], r["samples"]) for r in of_type(experiment.records, "eval")]
+    # 70 and 140 are crossed in iterations 3 (96 samples) and 5 (160), which is also the end
+    assert evals == [(0, 0), (3, 3 * per_iteration), (5, 5 * per_iteration)]

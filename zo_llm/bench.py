@@ -70,6 +70,7 @@ class BenchConfig:
     batch_size: int = 16
     max_new_tokens: int = 64
     eval_every: int = 2
+    eval_every_samples: int | None = None
     eval_size: int | None = None
     target: float | None = None
     metric: str | None = None
@@ -134,6 +135,7 @@ class BenchConfig:
             batch_size=self.batch_size,
             max_new_tokens=self.max_new_tokens,
             eval_every=self.eval_every,
+            eval_every_samples=self.eval_every_samples,
             eval_size=self.eval_size,
             checkpoint_every=max(1, self.eval_every),
             dtype=self.dtype,

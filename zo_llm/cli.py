@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 BENCH_EPILOG = """\
 examples:
-  zo-llm bench --strategies es,essam,mezo --seeds 0,1 --budget 9600 --target 0.8 --out results/
+  zo-llm bench --strategies es,essam,mezo --seeds 0,1 --budget 9600 --eval-every 0 \\
+      --eval-every-samples 960 --target 0.8 --out results/
   zo-llm bench --config benchmarks/configs/compare.toml --out results/compare
 
 bench.toml:
@@ -168,6 +169,7 @@ BENCH_FLAGS = [
     ("--batch-size", int, "training prompts per iteration (default: 16)"),
     ("--max-new-tokens", int, "tokens generated per prompt (default: 64)"),
     ("--eval-every", int, "held-out evaluation period in iterations (default: 2)"),
+    ("--eval-every-samples", int, "also evaluate each time this many samples are spent"),
     ("--eval-size", int, "held-out examples (default: all)"),
     ("--target", float, "held-out metric value for the samples-to-target column"),
     ("--metric", str, "held-out metric to compare (default: accuracy, else reward)"),

@@ -71,6 +71,10 @@ class TrainConfig:
     eval_every: int = field(
         default=2, metadata={"help": "held-out evaluation period (0: start/end)"}
     )
+    eval_every_samples: int | None = field(
+        default=None,
+        metadata={"help": "also evaluate each time this many more sample evaluations are spent"},
+    )
     eval_size: int | None = field(default=None, metadata={"help": "held-out examples (None: all)"})
     checkpoint_every: int = field(default=10, metadata={"help": "checkpoint period in iterations"})
     dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16"})
@@ -93,6 +97,8 @@ class TrainConfig:
         for name in ("eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        if self.eval_every_samples is not None and self.eval_every_samples < 1:
+            raise ValueError(f"eval_every_samples={self.eval_every_samples} must be >= 1")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"max_samples={self.max_samples} must be >= 1 (or None)")
         if self.eval_size is not None and self.eval_size < 1:
@@ -267,11 +273,12 @@ class Experiment:
         progress = _progress(self.config, self.iteration)
         try:
             while not self.finished():
+                spent_before = self.samples
                 record = self.step()
                 log(record)
                 progress.update(1)
                 progress.set_postfix(reward=f"{record['reward_mean']:.4f}")
-                if _due(self.iteration, self.config.eval_every):
+                if self._eval_due(spent_before):
                     log(self.evaluate())
                 checkpoint_due = self.finished() or _due(
                     self.iteration, self.config.checkpoint_every
@@ -288,6 +295,12 @@ class Experiment:
             self.save_final(self.out / FINAL_DIR)
         self.records = records
         return records
+
+    def _eval_due(self, spent_before: int) -> bool:
+        """Every ``eval_every`` iterations, and each time ``eval_every_samples`` more are spent."""
+        every = self.config.eval_every_samples
+        crossed = every is not None and self.samples // every > spent_before // every
+        return crossed or _due(self.iteration, self.config.eval_every)
 
     def finished(self) -> bool:
         """Whether the run has reached its iterations, or spent its sample budget."""
