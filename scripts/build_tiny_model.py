@@ -23,6 +23,7 @@ model.safetensors and tokenizer.json).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import random
@@ -250,6 +251,10 @@ def main() -> None:
     write_model_card(args.out, record)
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def write_model_card(folder: Path, record: dict) -> None:
     """README.md of the model folder: what it is, how it was built, how good it is."""
     settings, scores = record["settings"], record["base_scores"]
@@ -294,7 +299,8 @@ def write_model_card(folder: Path, record: dict) -> None:
         "|---|---|",
         rows,
         "",
-        f"Rebuild (torch {record['torch']}, deterministic on the same CPU and torch version):",
+        f"Rebuild (torch {record['torch']}; deterministic on the same CPU and torch version, "
+        f"the rebuilt `model.safetensors` has sha256 `{_sha256(folder / 'model.safetensors')}`):",
         "",
         "```",
         "python scripts/build_tiny_model.py --out zo_llm/assets/zo-tiny "
