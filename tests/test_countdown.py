@@ -235,3 +235,19 @@ def test_metrics():
     assert metrics["accuracy"] == pytest.approx(1 / 3)
     assert metrics["reward"] == pytest.approx(sum(rewards) / 3)
     assert metrics["format"] == pytest.approx((1.0 + 0.6 + 0.0) / 3)
+
+
+def test_paper_data_file_uses_the_paper_split_by_default(tmp_path):
+    """Given the paper's file, countdown trains on the first 200 and holds out the last 2000."""
+    items = [{"numbers": [i, 1], "target": i + 1} for i in range(1, 2501)]
+    path = tmp_path / "countdown.json"
+    path.write_text(json.dumps(items))
+    task = CountdownTask(CountdownConfig(data=str(path)))
+    train, held_out = task.examples("train"), task.examples("eval")
+    assert (len(train), len(held_out)) == (200, 2000)
+    assert train[0]["target"] == 2 and train[-1]["target"] == 201
+    assert held_out[0]["target"] == 502 and held_out[-1]["target"] == 2501
+    assert len(CountdownTask(CountdownConfig()).examples("eval")) == 200  # generated
+    from zo_llm.runner import build_task
+
+    assert len(build_task("countdown", {"data": str(path)}).examples("eval")) == 2000

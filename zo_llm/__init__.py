@@ -20,7 +20,8 @@ Any strategy also maximises a plain Python function of a vector::
 __version__ = "0.1.0"
 
 from .blackbox import BlackBoxResult, maximize  # noqa: E402
-from .evaluation import evaluate_task  # noqa: E402
+from .divergence import kl_from_reference  # noqa: E402
+from .evaluation import evaluate_sampled, evaluate_task  # noqa: E402
 from .logging import read_metrics  # noqa: E402
 from .models import TextGenerator, load_model  # noqa: E402
 from .parametrizations import (  # noqa: E402
@@ -56,7 +57,16 @@ from .strategies import (  # noqa: E402
     VectorCandidate,
     XNESConfig,
 )
-from .tasks import TASKS, CountdownConfig, CountdownTask, Task  # noqa: E402
+from .tasks import (  # noqa: E402
+    TASKS,
+    ConcisenessTask,
+    CountdownConfig,
+    CountdownTask,
+    FunctionTask,
+    GSM8KTask,
+    Task,
+    make_task,
+)
 
 __all__ = [
     "CEM",
@@ -72,6 +82,7 @@ __all__ = [
     "CEMConfig",
     "CMAESConfig",
     "Candidate",
+    "ConcisenessTask",
     "CountdownConfig",
     "CountdownTask",
     "ESConfig",
@@ -79,6 +90,8 @@ __all__ = [
     "Experiment",
     "FullConfig",
     "FullWeights",
+    "FunctionTask",
+    "GSM8KTask",
     "IncompatibleSpaceError",
     "MeZO",
     "MeZOConfig",
@@ -96,8 +109,11 @@ __all__ = [
     "UnknownNameError",
     "VectorCandidate",
     "XNESConfig",
+    "evaluate_sampled",
     "evaluate_task",
+    "kl_from_reference",
     "load_model",
+    "make_task",
     "maximize",
     "read_metrics",
     "resume",

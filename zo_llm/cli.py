@@ -98,7 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="score a model on a task's held-out data")
     evaluate.add_argument("--model", required=True, help="hub id or model folder (e.g. RUN/final)")
-    evaluate.add_argument("--task", default="countdown", help="task name (default: countdown)")
+    evaluate.add_argument(
+        "--task",
+        default="countdown",
+        help="task name, module:object, or data file (default: countdown)",
+    )
     evaluate.add_argument(
         "--task-opt",
         action="append",
@@ -112,6 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--generation-batch-size", type=int, default=32)
     evaluate.add_argument("--dtype", default="float32")
     evaluate.add_argument("--device", default="auto")
+    _add_data_flag(evaluate)
+    evaluate.add_argument(
+        "--samples",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score N sampled completions per prompt (sampled_* metrics; default: none)",
+    )
+    evaluate.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    evaluate.add_argument("--seed", type=int, default=0, help="sampling seed")
+    evaluate.add_argument(
+        "--reference",
+        metavar="BASE",
+        help="base model (alias, hub id or folder): also report KL(model || BASE) per token "
+        "on the model's greedy completions of the prompts",
+    )
     evaluate.add_argument(
         "--out", type=Path, help="also write metrics and completions as JSON here"
     )
@@ -246,6 +266,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             default=argparse.SUPPRESS,
             help=f"strategy option {name} (same as --strategy-opt {name}=...)",
         )
+    _add_data_flag(parser)
     for component in COMPONENTS:
         parser.add_argument(
             f"--{component}-opt",
@@ -254,6 +275,15 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             metavar="KEY=VALUE",
             help=f"{component} option, repeatable (options: zo-llm list)",
         )
+
+
+def _add_data_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="local data file or folder for the task (same as --task-opt data=PATH)",
+    )
 
 
 def _scalar_type(annotation: Any) -> type:
@@ -308,6 +338,8 @@ def resolve_train_config(args: argparse.Namespace) -> dict[str, Any]:
         options.update(parse_key_values(getattr(args, f"{component}_opt"), component))
         if component == "strategy":
             options.update({k: getattr(args, k) for k in STRATEGY_SHORTCUTS if hasattr(args, k)})
+        if component == "task" and hasattr(args, "data"):
+            options["data"] = args.data
         fields[f"{component}_options"] = options
     return fields
 
@@ -343,6 +375,7 @@ def _resume_overrides(args: argparse.Namespace) -> dict[str, Any]:
         name for name in vars(args) if name in {f.name for f in dataclasses.fields(TrainConfig)}
     }
     given |= {k for k in STRATEGY_SHORTCUTS if hasattr(args, k)}
+    given |= {"data"} if hasattr(args, "data") else set()
     given |= {f"{c}_opt" for c in COMPONENTS if getattr(args, f"{c}_opt")}
     if args.config:
         given.add("config")
@@ -396,15 +429,39 @@ def _metrics_line(record: dict[str, Any]) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_task
+    from .evaluation import evaluate_sampled, evaluate_task
     from .models import TextGenerator, load_model
     from .runner import build_task
 
-    task = build_task(args.task, parse_key_values(args.task_opt, "task"))
+    options = parse_key_values(args.task_opt, "task")
+    if hasattr(args, "data"):
+        options["data"] = args.data
+    task = build_task(args.task, options)
     model, tokenizer = load_model(args.model, args.dtype, args.device)
     examples = list(task.examples(args.split))[: args.eval_size]
     generator = TextGenerator(model, tokenizer, args.max_new_tokens, args.generation_batch_size)
     metrics, completions = evaluate_task(generator, task, examples)
+    output: dict[str, Any] = {"metrics": metrics, "completions": completions}
+    if args.samples:
+        sampled, output["sampled_completions"] = evaluate_sampled(
+            generator, task, examples, args.samples, args.temperature, args.seed
+        )
+        metrics.update(sampled)
+    if args.reference:
+        from .divergence import kl_from_reference
+
+        reference, _ = load_model(args.reference, args.dtype, args.device)
+        prompts = [task.prompt(e) for e in examples]
+        metrics.update(
+            kl_from_reference(
+                model,
+                reference,
+                tokenizer,
+                prompts,
+                args.max_new_tokens,
+                args.generation_batch_size,
+            )
+        )
     print(
         json.dumps(
             {
@@ -412,6 +469,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 "task": args.task,
                 "split": args.split,
                 "examples": len(examples),
+                **({"reference": args.reference} if args.reference else {}),
                 **metrics,
             },
             indent=2,
@@ -419,7 +477,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"metrics": metrics, "completions": completions}, indent=2))
+        args.out.write_text(json.dumps(output, indent=2))
     return 0
 
 

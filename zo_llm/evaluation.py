@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .models.generation import TextGenerator
 from .parametrizations.base import Parametrization
@@ -96,3 +97,40 @@ def evaluate_task(
     metrics = dict(task.metrics(examples, completions, rewards))
     metrics["reward_failures"] = sum(1 for r in rewards if math.isnan(r))
     return metrics, completions
+
+
+def evaluate_sampled(
+    generator: TextGenerator,
+    task: Task,
+    examples: Sequence[Example],
+    samples: int,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> tuple[dict[str, float], list[str]]:
+    """The task's metrics on ``samples`` sampled completions per example (keys ``sampled_*``).
+
+    Sampling uses ``generator``'s model and tokenizer at ``temperature`` and is
+    seeded by ``seed``; the caller's global torch RNG state is left as it was
+    (the seeding happens inside :func:`torch.random.fork_rng`). Completions are
+    returned example by example, ``samples`` each.
+    """
+    if samples < 1:
+        raise ValueError(f"samples={samples} must be at least 1")
+    sampler = TextGenerator(
+        generator.model,
+        generator.tokenizer,
+        generator.generation_config.max_new_tokens,
+        generator.batch_size,
+        do_sample=True,
+        temperature=temperature,
+    )
+    repeated = [e for e in examples for _ in range(samples)]
+    device = generator.model.device
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        completions = sampler.generate(sampler.encode([task.prompt(e) for e in repeated]))
+    rewards = score(task, repeated, completions)
+    metrics = dict(task.metrics(repeated, completions, rewards))
+    metrics["reward_failures"] = sum(1 for r in rewards if math.isnan(r))
+    return {f"sampled_{k}": v for k, v in metrics.items()}, completions

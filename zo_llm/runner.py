@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from .models.loading import load_model
 from .parametrizations.base import PARAMETRIZATIONS, Parametrization
 from .strategies.base import STRATEGIES, Strategy
 from .tasks.base import TASKS, Task
+from .tasks.loading import BUILDERS as DATA_SUFFIXES
 
 CONFIG_FILE = "run_config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -106,8 +108,53 @@ class TrainConfig:
 
 
 def build_task(name: str, options: dict[str, Any] | None = None) -> Task:
-    cls = _lookup(TASKS, name, "task")
-    return cls(make_config(cls.config_class, options, f"task {name!r}"))
+    """A task by registry name, ``module:object`` (importable), or data file path.
+
+    ``module:object`` names a :class:`Task` instance, a Task subclass (built
+    from ``options``) or a factory called with ``options``; a path to a data
+    file (or folder) is the ``file`` task with ``data=`` that path. Both record
+    ``name`` as the task's ``source``, so a run's config rebuilds it on resume.
+    """
+    if ":" in name and not name.startswith("python:") and not Path(name).exists():
+        task = _import_task(name, dict(options or {}))
+    elif name not in TASKS and (Path(name).suffix in DATA_SUFFIXES or Path(name).is_dir()):
+        task = build_task("file", {**(options or {}), "data": name})
+    else:
+        cls = _lookup(TASKS, name, "task")
+        return cls(make_config(cls.config_class, options, f"task {name!r}"))
+    task.source = name
+    return task
+
+
+def _import_task(spec: str, options: dict[str, Any]) -> Task:
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:  # `zo-llm` scripts lack the cwd
+        sys.path.append(os.getcwd())
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(
+            f"task {spec!r}: cannot import {attribute!r} from {module_name!r}: {error}"
+        ) from error
+    if isinstance(target, Task):
+        # a resumed run passes back the object's own (recorded) options: those are fine
+        own = dataclasses.asdict(target.config) if dataclasses.is_dataclass(target.config) else {}
+        changed = sorted(k for k, v in options.items() if own.get(k, object()) != v)
+        if changed:
+            raise ValueError(
+                f"task {spec!r} is a Task object; its options cannot be set ({', '.join(changed)})"
+            )
+        return target
+    if isinstance(target, type) and issubclass(target, Task):
+        return target(make_config(target.config_class, options, f"task {spec!r}"))
+    task = target(**options) if callable(target) else None
+    if not isinstance(task, Task):
+        raise ValueError(
+            f"task {spec!r} is not a Task, a Task subclass, or a factory returning a Task"
+        )
+    return task
 
 
 def build_space(name: str, options: dict[str, Any] | None = None) -> Parametrization:
@@ -359,6 +406,9 @@ def _component_name(registry: Any, component: Any) -> str:
     An unregistered component cannot be rebuilt from ``run_config.json``; a
     resume must pass the object again.
     """
+    source = getattr(component, "source", None)  # built from "module:object" or a data path
+    if isinstance(source, str):
+        return source
     cls = type(component)
     return registry.name_of(cls) or f"python:{cls.__module__}.{cls.__qualname__}"
 

@@ -1,15 +1,26 @@
-"""Tasks: data, prompts and rewards."""
-
 from .base import TASKS, Example, Prompt, Task
+from .conciseness import ConcisenessConfig, ConcisenessTask
 from .countdown import CountdownConfig, CountdownTask, EasyCountdownConfig, EasyCountdownTask
+from .custom import BUILTIN_REWARDS, FileTask, FileTaskConfig, FunctionTask, make_task
+from .gsm8k import GSM8KConfig, GSM8KTask, extract_number
 
 __all__ = [
+    "BUILTIN_REWARDS",
     "TASKS",
+    "ConcisenessConfig",
+    "ConcisenessTask",
     "CountdownConfig",
     "CountdownTask",
     "EasyCountdownConfig",
     "EasyCountdownTask",
     "Example",
+    "FileTask",
+    "FileTaskConfig",
+    "FunctionTask",
+    "GSM8KConfig",
+    "GSM8KTask",
     "Prompt",
     "Task",
+    "extract_number",
+    "make_task",
 ]

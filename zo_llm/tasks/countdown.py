@@ -37,6 +37,9 @@ DEFAULT_PROMPT = (
     "<answer> (1 + 2) / 3 </answer>. Let me solve this step by step.\n<think>"
 )
 
+#: Held-out problems by default: the paper's last 2000 of its data file, or 200 generated ones.
+PAPER_EVAL_SIZE = 2000
+GENERATED_EVAL_SIZE = 200
 #: Longest answer expression that is parsed at all; longer ones score 0 unread.
 MAX_EXPRESSION_CHARS = 256
 #: Deepest expression tree that is evaluated (guards the recursive walk).
@@ -71,8 +74,12 @@ class CountdownConfig(TaskConfig):
         },
     )
     train_size: int = field(default=200, metadata={"help": "Number of training problems."})
-    eval_size: int = field(
-        default=200, metadata={"help": "Number of held-out problems (paper: 2000, with data=)."}
+    eval_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Number of held-out problems (None: the last 2000 of a data= file, as in "
+            "the paper; 200 generated ones otherwise)."
+        },
     )
     seed: int = field(default=0, metadata={"help": "Seed of the problem generator."})
     min_numbers: int = field(default=3, metadata={"help": "Fewest numbers per problem."})
@@ -92,7 +99,7 @@ class CountdownConfig(TaskConfig):
 
     def __post_init__(self) -> None:
         for name in ("train_size", "eval_size", "max_number", "max_target"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"countdown: {name}={getattr(self, name)} must be at least 1")
         if not 2 <= self.min_numbers <= 12:
             raise ValueError(f"countdown: min_numbers={self.min_numbers} must be in 2..12")
@@ -316,6 +323,8 @@ class CountdownTask(Task):
         """Train and eval problems, built once; the two never share a problem."""
         cfg = self.config
         train_size, eval_size = cfg.train_size, cfg.eval_size
+        if eval_size is None:
+            eval_size = PAPER_EVAL_SIZE if cfg.data is not None else GENERATED_EVAL_SIZE
         if cfg.data is None:
             problems = generate_problems(cfg, train_size + eval_size)
         else:

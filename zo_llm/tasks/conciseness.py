@@ -1,0 +1,120 @@
+"""Conciseness: answer a short factual question in as many characters as the reference.
+
+The task of Qiu et al. 2025, *Evolution Strategies at Scale: LLM Fine-Tuning
+Beyond Reinforcement Learning* (https://arxiv.org/abs/2509.24372). Reward =
+-|len(completion) - len(answer)| in characters, on the completion only; the
+paper also reports it rescaled to [0, 1] (0 at -2000 or below, 1 at 0).
+
+The reward says nothing about being right, so it can be hacked (an answer of
+the right length but wrong): the paper therefore reports the held-out reward
+with sampled responses as well as greedy, and the KL divergence of the
+fine-tuned model from the base model. Both are evaluation tools, not part of
+the task: :func:`zo_llm.evaluation.evaluate_sampled` and
+:func:`zo_llm.divergence.kl_from_reference` (``zo-llm eval --samples N
+--reference BASE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from .base import TASKS, Example, Prompt, Task, TaskConfig, check_split, mean_finite
+from .loading import check_sizes, load_records, load_splits
+
+DATA_DIR = Path(__file__).parent / "data"
+#: Question/answer pairs written for zo-llm: 60 to train on, 30 held out.
+TRAIN_DATA = DATA_DIR / "conciseness_train.jsonl"
+EVAL_DATA = DATA_DIR / "conciseness_eval.jsonl"
+FIELDS = ("question", "answer")
+#: The reward that rescales to 0 (the paper's floor).
+WORST_REWARD = -2000.0
+
+
+def conciseness_reward(completion: str, answer: str) -> float:
+    """``-|len(completion) - len(answer)|`` in characters."""
+    return -float(abs(len(completion) - len(answer)))
+
+
+def rescale(reward: float) -> float:
+    """The paper's [0, 1] scale: 1 at reward 0, 0 at -2000 or below."""
+    return min(1.0, max(0.0, 1.0 - reward / WORST_REWARD))
+
+
+@dataclass(frozen=True)
+class ConcisenessConfig(TaskConfig):
+    """Where the questions come from and how they are asked."""
+
+    data: str | None = field(
+        default=None,
+        metadata={
+            "help": "Local file or folder of {question, answer} examples: a folder with "
+            "train/eval files, or one file (train = first train_size, eval = the rest). "
+            "None uses the shipped 60 train / 30 held-out questions."
+        },
+    )
+    train_size: int | None = field(
+        default=None, metadata={"help": "First N training questions (None: all; one file: half)."}
+    )
+    eval_size: int | None = field(
+        default=None, metadata={"help": "First N held-out questions (None: all)."}
+    )
+    prompt_template: str = field(
+        default="Question: {question}\nAnswer:",
+        metadata={"help": "Prompt with a {question} placeholder."},
+    )
+    chat: bool = field(
+        default=False,
+        metadata={"help": "Ask as one user chat message (chat template) instead of plain text."},
+    )
+
+    def __post_init__(self) -> None:
+        check_sizes("conciseness", train_size=self.train_size, eval_size=self.eval_size)
+        if "{question}" not in self.prompt_template:
+            raise ValueError("conciseness: prompt_template needs a {question} placeholder")
+
+
+@TASKS.register("conciseness")
+class ConcisenessTask(Task):
+    """Short factual questions; reward: minus the character-length gap to the reference."""
+
+    config_class = ConcisenessConfig
+    name = "conciseness"
+
+    @classmethod
+    def test_config(cls) -> ConcisenessConfig:
+        return ConcisenessConfig(train_size=8, eval_size=4)
+
+    @cached_property
+    def _splits(self) -> dict[str, list[Example]]:
+        cfg = self.config
+        if cfg.data is None:
+            train = load_records(TRAIN_DATA, FIELDS, "conciseness")
+            test = load_records(EVAL_DATA, FIELDS, "conciseness")
+        else:
+            train, test = load_splits(cfg.data, FIELDS, "conciseness", cfg.train_size)
+        train = train[: cfg.train_size] if cfg.train_size else train
+        test = test[: cfg.eval_size] if cfg.eval_size else test
+        return {"train": train, "eval": test}
+
+    def examples(self, split: str) -> Sequence[Example]:
+        return self._splits[check_split(split)]
+
+    def prompt(self, example: Example) -> Prompt:
+        text = self.config.prompt_template.replace("{question}", str(example["question"]))
+        return [{"role": "user", "content": text}] if self.config.chat else text
+
+    def reward(self, example: Example, completion: str) -> float:
+        return conciseness_reward(completion, str(example["answer"]))
+
+    def metrics(
+        self, examples: Sequence[Example], completions: Sequence[str], rewards: Sequence[float]
+    ) -> dict[str, float]:
+        """Mean reward, mean rescaled reward ([0, 1]) and mean completion length."""
+        return {
+            "reward": mean_finite(rewards),
+            "reward_rescaled": mean_finite([rescale(r) for r in rewards]),
+            "length": mean_finite([float(len(c)) for c in completions]),
+        }

@@ -1,0 +1,190 @@
+"""GSM8K: grade-school math word problems, graded by the final number.
+
+The dataset is ``openai/gsm8k`` (``main`` config) from the hub, or a local file
+or folder in the same schema (``question``, ``answer`` whose last line is
+``#### N``) given with ``data=``. Reward 1.0 when the number extracted from the
+completion equals the reference number, else 0.0.
+
+Numbers are compared as numbers, not strings (see DESIGN.md, "Task
+fidelity"): ``5.50`` equals ``5.5`` and ``1,250`` equals ``1250``. The final
+answer is, in order of preference, the last ``#### N``, the last
+``\\boxed{N}``, the last "the answer is N", else the last number of the text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from functools import cached_property
+from pathlib import Path
+
+from .base import TASKS, Example, Prompt, Task, TaskConfig, check_split, mean_finite
+from .loading import check_sizes, load_splits
+
+HUB_ID = "openai/gsm8k"
+#: Problems in GSM8K's format written for zo-llm's tests (not from the dataset).
+SAMPLE_DATA = Path(__file__).parent / "data" / "gsm8k_sample.jsonl"
+FIELDS = ("question", "answer")
+
+DEFAULT_INSTRUCTION = (
+    "Solve the following math problem. Reason step by step, then give the final answer as a "
+    "number on the last line in the form '#### <number>'."
+)
+
+# A number: optional sign, thousands separators or plain digits, optional decimals.
+_NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+"
+_NUMBER_RE = re.compile(_NUMBER)
+_HASHES = re.compile(r"####\s*\$?\s*(" + _NUMBER + ")")
+_BOXED = re.compile(r"\\boxed\s*\{([^{}]*)\}")
+_STATED = re.compile(
+    r"answer\s*(?:is|:|=)\s*[:=]?\s*(?:\\\()?\s*\$?\s*(" + _NUMBER + ")", re.IGNORECASE
+)
+
+
+def parse_number(text: str) -> Decimal | None:
+    """The value of one number as written (``1,250`` -> 1250, ``-3.50`` -> -3.5), or None."""
+    try:
+        return Decimal(text.replace(",", "").strip()).normalize()
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def extract_number(text: str) -> Decimal | None:
+    """The final numeric answer of a completion, or None if it states no number.
+
+    Preference: the last ``#### N``, the last ``\\boxed{...}`` holding a number,
+    the last "answer is N" / "answer: N", else the last number anywhere.
+    """
+    hashes = _HASHES.findall(text)
+    if hashes:
+        return parse_number(hashes[-1])
+    boxed = [m for m in _BOXED.findall(text) if _NUMBER_RE.search(m)]
+    if boxed:
+        return parse_number(_NUMBER_RE.search(boxed[-1]).group())
+    stated = _STATED.findall(text)
+    if stated:
+        return parse_number(stated[-1])
+    numbers = _NUMBER_RE.findall(text)
+    return parse_number(numbers[-1]) if numbers else None
+
+
+def reference_number(answer: str) -> Decimal | None:
+    """The reference number of a GSM8K ``answer`` field (after its ``####``)."""
+    matches = _HASHES.findall(answer)
+    return parse_number(matches[-1]) if matches else extract_number(answer)
+
+
+def is_correct(completion: str, answer: str) -> bool:
+    """Whether the completion's final number equals the reference answer's, as numbers."""
+    predicted, expected = extract_number(completion), reference_number(answer)
+    return predicted is not None and expected is not None and predicted == expected
+
+
+@dataclass(frozen=True)
+class GSM8KConfig(TaskConfig):
+    """Where the problems come from and how they are asked."""
+
+    data: str | None = field(
+        default=None,
+        metadata={
+            "help": "Local file or folder in GSM8K's schema (question, answer ending in "
+            "'#### N'): a folder with train/test files, or one file (train = first "
+            "train_size, eval = the rest). None loads openai/gsm8k (main) from the hub."
+        },
+    )
+    train_size: int | None = field(
+        default=None,
+        metadata={"help": "First N training problems (None: all; one file: first half)."},
+    )
+    eval_size: int | None = field(
+        default=None, metadata={"help": "First N held-out problems (None: all)."}
+    )
+    few_shot: int = field(
+        default=0,
+        metadata={"help": "Worked examples shown before the question (the first N of train)."},
+    )
+    instruction: str = field(
+        default=DEFAULT_INSTRUCTION, metadata={"help": "Text asking for reasoning and a number."}
+    )
+    chat: bool = field(
+        default=False,
+        metadata={"help": "Ask as chat messages (chat template) instead of plain text."},
+    )
+
+    def __post_init__(self) -> None:
+        check_sizes("gsm8k", train_size=self.train_size, eval_size=self.eval_size)
+        if self.few_shot < 0:
+            raise ValueError(f"gsm8k: few_shot={self.few_shot} must be >= 0")
+
+
+@TASKS.register("gsm8k")
+class GSM8KTask(Task):
+    """GSM8K word problems; reward 1.0 for the right final number."""
+
+    config_class = GSM8KConfig
+    name = "gsm8k"
+
+    @classmethod
+    def test_config(cls) -> GSM8KConfig:
+        return GSM8KConfig(data=str(SAMPLE_DATA), train_size=20, eval_size=8)
+
+    @cached_property
+    def _splits(self) -> dict[str, list[Example]]:
+        cfg = self.config
+        if cfg.data is None:
+            train, test = _load_hub()
+        else:
+            train, test = load_splits(cfg.data, FIELDS, "gsm8k", cfg.train_size)
+        train = train[: cfg.train_size] if cfg.train_size else train
+        test = test[: cfg.eval_size] if cfg.eval_size else test
+        if cfg.few_shot > len(train):
+            raise ValueError(f"gsm8k: few_shot={cfg.few_shot} exceeds {len(train)} train problems")
+        return {"train": train, "eval": test}
+
+    def examples(self, split: str) -> Sequence[Example]:
+        return self._splits[check_split(split)]
+
+    def _shots(self) -> list[Example]:
+        return self._splits["train"][: self.config.few_shot]
+
+    def prompt(self, example: Example) -> Prompt:
+        cfg = self.config
+        if cfg.chat:
+            messages = []
+            for shot in self._shots():
+                messages.append({"role": "user", "content": self._ask(shot)})
+                messages.append({"role": "assistant", "content": shot["answer"]})
+            return [*messages, {"role": "user", "content": self._ask(example)}]
+        shots = "".join(
+            f"Question: {s['question']}\nAnswer: {s['answer']}\n\n" for s in self._shots()
+        )
+        return f"{cfg.instruction}\n\n{shots}Question: {example['question']}\nAnswer:"
+
+    def _ask(self, example: Example) -> str:
+        return f"{self.config.instruction}\n\n{example['question']}"
+
+    def reward(self, example: Example, completion: str) -> float:
+        return 1.0 if is_correct(completion, example["answer"]) else 0.0
+
+    def metrics(
+        self, examples: Sequence[Example], completions: Sequence[str], rewards: Sequence[float]
+    ) -> dict[str, float]:
+        """Accuracy (the mean reward) and how often any number was given."""
+        answered = [float(extract_number(c) is not None) for c in completions]
+        return {"accuracy": mean_finite(rewards), "answered": mean_finite(answered)}
+
+
+def _load_hub() -> tuple[list[Example], list[Example]]:
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(HUB_ID, "main")
+    except Exception as error:  # offline, no cache, network: all mean "use data="
+        raise ValueError(
+            f"gsm8k: cannot load {HUB_ID} from the hub ({type(error).__name__}: {error}); "
+            "point the task at a local copy with data=PATH (--data PATH): a file or folder "
+            "with question/answer fields, e.g. one saved by Dataset.to_json"
+        ) from error
+    return [dict(r) for r in loaded["train"]], [dict(r) for r in loaded["test"]]
