@@ -23,7 +23,9 @@ def test_register_get_and_list():
 def test_unknown_name_lists_known_names():
     with pytest.raises(UnknownNameError, match="unknown strategy 'nope'; known strategy names: "):
         zo_llm.STRATEGIES.get("nope")
-    with pytest.raises(UnknownNameError, match="known parametrization names: full, tensor"):
+    with pytest.raises(
+        UnknownNameError, match="known parametrization names: full, lora, svd, tensor"
+    ):
         zo_llm.PARAMETRIZATIONS.get("nope")
     with pytest.raises(ValueError):  # also a ValueError, for callers that catch those
         zo_llm.TASKS.get("nope")

@@ -16,7 +16,13 @@ import torch
 from conftest import make_char_task, tiny_model
 
 import zo_llm
-from zo_llm.parametrizations import SEEDED, FullWeights, TensorConfig, TensorSpace
+from zo_llm.parametrizations import (
+    PARAMETRIZATIONS,
+    SEEDED,
+    FullWeights,
+    TensorConfig,
+    TensorSpace,
+)
 from zo_llm.strategies import STRATEGIES, IncompatibleSpaceError, VectorStrategy
 
 NAMES = STRATEGIES.names()
@@ -191,11 +197,12 @@ def test_a_space_of_no_supported_kind_is_refused_with_the_spaces_that_work(name,
     cls = STRATEGIES.get(name)
     if SEEDED in cls.supported_kinds:
         space = TensorSpace(x0=[0.0])
-        space.kinds = frozenset({"vector"})  # a vector-only space, like an SVD space
-        fitting = "full, tensor"
+        space.kinds = frozenset({"vector"})  # a vector-only space
     else:
         space = FullWeights()
-        fitting = "tensor"
+    fitting = ", ".join(
+        p for p in PARAMETRIZATIONS.names() if PARAMETRIZATIONS.get(p).kinds & cls.supported_kinds
+    )
     with pytest.raises(IncompatibleSpaceError, match=f"spaces that work with '{name}': {fitting}"):
         cls(space, cls.test_config())
 
@@ -208,7 +215,7 @@ def test_too_large_for_cma_names_diagonal_and_the_alternatives():
     message = str(error.value)
     assert "at most 5000 dimensions" in message and "dim=100000000" in message
     assert "use diagonal=True (sep-CMA, up to 1000000 dimensions)" in message
-    assert "spaces that work with 'cma-es': tensor" in message
+    assert "spaces that work with 'cma-es': lora, svd, tensor" in message
     assert "any size with: es, essam, mezo" in message
     with pytest.raises(IncompatibleSpaceError, match="at most 1000000"):
         STRATEGIES.get("cma-es")(huge, zo_llm.CMAESConfig(diagonal=True))

@@ -491,6 +491,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         section: {name: _describe(registry.get(name)) for name in registry.names()}
         for section, registry in sections.items()
     }
+    # the pairing matrix: a strategy searches the spaces that have a kind it supports
+    for strategy in STRATEGIES.names():
+        kinds = STRATEGIES.get(strategy).supported_kinds
+        spaces = [p for p in PARAMETRIZATIONS.names() if PARAMETRIZATIONS.get(p).kinds & kinds]
+        listing["strategies"][strategy]["spaces"] = spaces
+        for space in spaces:
+            listing["parametrizations"][space].setdefault("strategies", []).append(strategy)
     from .models.aliases import ALIASES
 
     listing["models"] = {name: {"summary": alias.description} for name, alias in ALIASES.items()}
@@ -502,6 +509,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name, info in entries.items():
             kinds = f"  [{info['kinds']}]" if info.get("kinds") else ""
             print(f"  {name}{kinds}  {info['summary']}")
+            for key in ("spaces", "strategies"):
+                if key in info:
+                    print(f"      {key}: {', '.join(info[key]) or '(none)'}")
             for option, default, help_text in info.get("options", []):
                 shown = repr(default)
                 shown = shown if len(shown) <= 40 else shown[:37] + "...'"

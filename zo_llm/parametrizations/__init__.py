@@ -2,6 +2,8 @@
 
 from .base import PARAMETRIZATIONS, SEEDED, VECTOR, Parametrization
 from .full import FullConfig, FullWeights
+from .lora import LoraSpace, LoraSpaceConfig
+from .svd import SVDConfig, SVDSpace
 from .tensor import TensorConfig, TensorSpace
 
 __all__ = [
@@ -10,7 +12,11 @@ __all__ = [
     "VECTOR",
     "FullConfig",
     "FullWeights",
+    "LoraSpace",
+    "LoraSpaceConfig",
     "Parametrization",
+    "SVDConfig",
+    "SVDSpace",
     "TensorConfig",
     "TensorSpace",
 ]

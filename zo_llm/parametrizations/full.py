@@ -129,6 +129,10 @@ class FullWeights(Parametrization):
     def parameter_names(self) -> list[str]:
         return [t.name for t in self._targets]
 
+    def named_tensors(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """The searched ``(name, parameter)`` pairs, in noise order."""
+        return [(t.name, t.param) for t in self._targets]
+
     def _noise(self, seed: int, target: _Target, chunk: int) -> torch.Tensor:
         start, end = target.chunks[chunk]
         device = target.param.device

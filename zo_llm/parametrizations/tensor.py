@@ -92,7 +92,8 @@ class TensorSpace(Parametrization):
 
     @classmethod
     def test_config(cls) -> TensorConfig:
-        return TensorConfig(dim=4)
+        """The final norm weight of the tiny Llama models the tests build."""
+        return TensorConfig(parameter="model.norm.weight")
 
     def bind(self, model: torch.nn.Module | None) -> None:
         name = self.config.parameter

@@ -1,0 +1,188 @@
+"""LoRA adapters through peft, searched by seeds or as one vector (name: ``lora``).
+
+Each target linear layer ``W`` gains a low-rank update ``(alpha / r) * B @ A``
+(Hu et al., *LoRA*, arXiv 2106.09685) and only the factors ``A`` (r x in) and
+``B`` (out x r) are searched. The seeded kind perturbs them exactly as the
+``full`` space perturbs weights (a :class:`FullWeights` over the ``lora_``
+parameters: per-tensor noise streams, exact restore, fp32 accumulation); the
+vector kind exchanges all factors as one flat vector, for the vector
+strategies when the adapters are small enough for them.
+
+Initialisation. peft's default (``A`` Kaiming-uniform, ``B = 0``) keeps the
+adapted model equal to the base model at step 0, which we want, but with
+``B = 0`` a perturbation of ``A`` changes nothing (``B @ (A + eps)`` is 0).
+Perturbations of ``B`` do: ``(B + sigma * eps) @ A`` moves ``W`` at once, so
+ES learns ``B`` first and ``A`` starts to matter as ``B`` grows. We keep
+``B = 0`` and draw ``A ~ N(0, 1/r)`` (peft's ``"gaussian"`` scale) from a
+generator seeded by ``(seed, parameter name)``: then a perturbation of ``B``
+of size ``sigma`` moves each entry of ``W`` by about ``(alpha / r) * sigma``,
+the same order as a full-weight perturbation, so ES's full-weight settings
+carry over, and a resumed run rebuilds the same ``A``.
+
+Files. :meth:`LoraSpace.save_pretrained` writes the merged model (plain
+``AutoModelForCausalLM.from_pretrained`` loads it) with the peft adapter in
+``adapter/`` below it (``PeftModel.from_pretrained(base, path / "adapter")``);
+:meth:`LoraSpace.save_adapter` writes the adapter alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .base import PARAMETRIZATIONS, SEEDED, VECTOR
+from .delegate import DelegatingSpace
+from .full import FullConfig, FullWeights
+from .noise import fold_in, name_key
+
+#: The attention and MLP projections of Llama-like models (Llama, Mistral, Qwen, SmolLM).
+LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+ADAPTER_DIR = "adapter"
+_ADAPTER_PARAMS = r"\.lora_[AB]\."
+
+
+@dataclass(frozen=True)
+class LoraSpaceConfig:
+    """Which layers get adapters, their rank and scale, and the seed of ``A``."""
+
+    target_modules: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "names of linear modules to adapt (empty: the attention/MLP projections "
+            f"{', '.join(LLAMA_PROJECTIONS)} that the model has)"
+        },
+    )
+    rank: int = field(default=8, metadata={"help": "LoRA rank r"})
+    alpha: float = field(default=16.0, metadata={"help": "LoRA alpha; updates are scaled alpha/r"})
+    seed: int = field(default=0, metadata={"help": "seeds the random init of A (B starts at 0)"})
+
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            raise ValueError(f"rank={self.rank} must be >= 1")
+        if not self.alpha > 0:
+            raise ValueError(f"alpha={self.alpha} must be positive")
+
+
+@PARAMETRIZATIONS.register("lora")
+class LoraSpace(DelegatingSpace):
+    """LoRA adapter factors A and B via peft, seeded or as a vector (name: ``lora``)."""
+
+    config_class = LoraSpaceConfig
+    kinds = frozenset({SEEDED, VECTOR})
+
+    def __init__(self, config: LoraSpaceConfig | None = None) -> None:
+        super().__init__(config)
+        self.peft_model = None
+
+    @classmethod
+    def test_config(cls) -> LoraSpaceConfig:
+        return LoraSpaceConfig(target_modules=("q_proj", "v_proj"), rank=2, alpha=4.0)
+
+    def bind(self, model: torch.nn.Module) -> None:
+        from peft import LoraConfig, get_peft_model
+
+        self.model = model
+        targets = self._targets(model)
+        peft_config = LoraConfig(
+            r=self.config.rank,
+            lora_alpha=self.config.alpha,
+            lora_dropout=0.0,
+            target_modules=list(targets),
+            task_type="CAUSAL_LM",
+        )
+        self.peft_model = get_peft_model(model, peft_config)  # injects the layers in place
+        self._inner = FullWeights(FullConfig(include=(_ADAPTER_PARAMS,)))
+        self._inner.bind(model)
+        self._initialise()
+
+    def _targets(self, model: torch.nn.Module) -> tuple[str, ...]:
+        present = {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear)
+        }
+        if self.config.target_modules:
+            missing = [t for t in self.config.target_modules if t not in present]
+            if missing:
+                raise ValueError(
+                    f"target_modules {missing} are not linear modules of this model; "
+                    f"its linear modules are: {', '.join(sorted(present))}"
+                )
+            return self.config.target_modules
+        targets = tuple(t for t in LLAMA_PROJECTIONS if t in present)
+        if not targets:
+            raise ValueError(
+                f"the model has none of {', '.join(LLAMA_PROJECTIONS)}; set target_modules to "
+                f"some of its linear modules: {', '.join(sorted(present))}"
+            )
+        return targets
+
+    @torch.no_grad()
+    def _initialise(self) -> None:
+        """``B = 0``, ``A ~ N(0, 1/r)`` from a generator per (seed, parameter name)."""
+        for name, param in self.adapter_parameters():
+            if ".lora_B." in name:
+                param.zero_()
+                continue
+            generator = torch.Generator(device=param.device)
+            generator.manual_seed(fold_in(self.config.seed, name_key(name)))
+            noise = torch.randn(
+                param.shape, generator=generator, device=param.device, dtype=torch.float32
+            )
+            param.copy_(noise.mul_(1.0 / math.sqrt(self.config.rank)))
+
+    def adapter_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """The searched ``(name, tensor)`` pairs, ``lora_A``/``lora_B`` of every adapted layer."""
+        return self.inner.named_tensors()
+
+    @property
+    def dim(self) -> int:
+        return 0 if self._inner is None else self.inner.dim
+
+    # vector kind: the factors, flattened and concatenated in parameter order
+
+    def get_vector(self) -> torch.Tensor:
+        return torch.cat([param.detach().reshape(-1) for _, param in self.adapter_parameters()])
+
+    @torch.no_grad()
+    def set_vector(self, vector: torch.Tensor) -> None:
+        vector = torch.as_tensor(vector)
+        if vector.shape != (self.dim,):
+            raise ValueError(f"expected a vector of shape ({self.dim},), got {tuple(vector.shape)}")
+        start = 0
+        for _, param in self.adapter_parameters():
+            param.view(-1).copy_(vector[start : start + param.numel()])
+            start += param.numel()
+
+    # persistence
+
+    def state_dict(self) -> dict[str, Any]:
+        """The factors themselves (small): exact whichever kind of strategy moved them."""
+        return {
+            "adapter": {name: param.detach().clone() for name, param in self.adapter_parameters()}
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state["adapter"]
+        for name, param in self.adapter_parameters():
+            param.copy_(saved[name])
+
+    def save_adapter(self, path: str | Path) -> None:
+        """A peft adapter folder: ``PeftModel.from_pretrained(base_model, path)`` loads it."""
+        self.peft_model.save_pretrained(str(path))
+
+    def merged_model(self) -> torch.nn.Module:
+        """A plain transformers model with the adapters merged in (a copy; this space is kept)."""
+        return copy.deepcopy(self.peft_model).merge_and_unload()
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """The merged model in ``path`` and the peft adapter in ``path/adapter``."""
+        path = Path(path)
+        self.merged_model().save_pretrained(str(path))
+        self.save_adapter(path / ADAPTER_DIR)
