@@ -1,8 +1,9 @@
 """zo_llm.maximize, and every strategy on functions with known optima.
 
-Targets and budgets (objective evaluations) are stated per function; the
-settings per strategy were tuned once on seeds 0-4 and the targets leave a
-margin of about 2x over the worst of those seeds (see each function's comment).
+The functions, their budgets (objective evaluations) and targets, and the
+settings per strategy live in :mod:`zo_llm.objectives`: tuned once on seeds
+0-4, with targets that leave a margin of about 2x over the worst of those
+seeds (see the comment next to each problem there). Here seed 0 must reach them.
 """
 
 from __future__ import annotations
@@ -13,84 +14,29 @@ import pytest
 import torch
 
 import zo_llm
+from zo_llm import objectives
+from zo_llm.objectives import ES_SMOOTH, ESSAM_SMOOTH, PROBLEMS, SETTINGS, sphere
 from zo_llm.strategies import STRATEGIES
 
-SHIFT = torch.linspace(-1.0, 2.0, 10, dtype=torch.float64)
-CURVATURE = torch.linspace(1.0, 10.0, 10, dtype=torch.float64)
-CENTER = torch.linspace(1.0, -1.0, 10, dtype=torch.float64)
 
+def test_objectives_have_their_stated_optima_and_start_values():
+    for problem, optimum, start in [
+        ("sphere", objectives.SHIFT, -11.67),
+        ("rosenbrock", torch.ones(2, dtype=torch.float64), -1.0),
+        ("noisy_quadratic", objectives.CENTER, -22.4),
+    ]:
+        spec = PROBLEMS[problem]
+        assert spec.monitor(optimum) == 0.0 and spec.x0().shape == (spec.dim,)
+        assert spec.monitor(spec.x0()) == pytest.approx(start, abs=0.01), problem
+        assert spec.monitor(optimum + 0.01) < 0.0
 
-def sphere(x: torch.Tensor) -> float:
-    """Shifted sphere in 10 dimensions: maximum 0 at SHIFT; -11.67 at the start, 0."""
-    return -float(((x - SHIFT) ** 2).sum())
+    def draws(seed: int) -> list[float]:
+        noisy = objectives.noisy_quadratic(seed)
+        return [noisy(objectives.CENTER) for _ in range(200)]
 
-
-def rosenbrock(x: torch.Tensor) -> float:
-    """Rosenbrock's banana valley: maximum 0 at (1, ..., 1); -1 at the start, 0."""
-    return -float((100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum())
-
-
-def quadratic(x: torch.Tensor) -> float:
-    """An ill-conditioned quadratic (curvatures 1..10): maximum 0 at CENTER; -22.4 at 0."""
-    return -float((CURVATURE * (x - CENTER) ** 2).sum())
-
-
-def noisy_quadratic(seed: int = 0, std: float = 0.1):
-    """The quadratic plus fresh Gaussian noise of ``std`` at every evaluation (seeded)."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def objective(x: torch.Tensor) -> float:
-        noise = torch.randn((), generator=generator, dtype=torch.float64)
-        return quadratic(x) + std * float(noise)
-
-    return objective
-
-
-# name: (objective factory, noise-free monitor, dimension, budget, target)
-PROBLEMS = {
-    # worst final value over seeds 0-4 at the budget: pgpe -8.6e-3
-    "sphere": (lambda: sphere, sphere, 10, 3000, -0.02),
-    # worst: cem -0.17, essam -0.12 (fixed-step ES-type methods creep along the valley)
-    "rosenbrock": (lambda: rosenbrock, rosenbrock, 2, 6000, -0.3),
-    # scored without noise; worst: pgpe -0.083, xnes -0.082
-    "noisy_quadratic": (noisy_quadratic, quadratic, 10, 3000, -0.15),
-}
-
-ES_SMOOTH = {"population": 20, "sigma": 0.05, "lr": 0.03, "antithetic": True}
-ESSAM_SMOOTH = {"population": 20, "sigma": 0.05, "lr": 0.06, "antithetic": True, "rho": 0.01}
-SETTINGS = {
-    "sphere": {
-        "es": ES_SMOOTH,
-        "essam": ESSAM_SMOOTH,
-        "mezo": {"eps": 1e-3, "lr": 0.002},
-        "cma-es": {"sigma": 0.5},
-        "snes": {"sigma": 0.5},
-        "xnes": {"sigma": 0.5},
-        "pgpe": {"sigma": 0.3, "center_lr": 0.02},
-        "cem": {"sigma": 0.5, "stdev_max_change": 0.1},
-    },
-    "rosenbrock": {
-        "es": {"population": 10, "sigma": 0.02, "lr": 0.01, "antithetic": True},
-        "essam": {"population": 10, "sigma": 0.02, "lr": 0.02, "antithetic": True, "rho": 0.002},
-        "mezo": {"eps": 1e-3, "lr": 0.001},
-        "cma-es": {"sigma": 0.5},
-        "snes": {"sigma": 0.2},
-        "xnes": {"sigma": 0.5},
-        "pgpe": {"population": 10, "sigma": 0.1, "center_lr": 0.01},
-        "cem": {"population": 10, "sigma": 0.5, "stdev_max_change": 0.05},
-    },
-    "noisy_quadratic": {
-        "es": ES_SMOOTH,
-        "essam": ESSAM_SMOOTH,
-        # two-point differences of independent noise: eps must dwarf noise/|g|, unlike 1e-3
-        "mezo": {"eps": 0.05, "lr": 0.001},
-        "cma-es": {"population": 20, "sigma": 0.5},
-        "snes": {"sigma": 0.5},
-        "xnes": {"sigma": 0.5},
-        "pgpe": {"sigma": 0.3, "center_lr": 0.02},
-        "cem": {"sigma": 0.5, "stdev_max_change": 0.1},
-    },
-}
+    values = draws(3)
+    assert values == draws(3) and values != draws(4)  # seeded, fresh noise at every call
+    assert abs(sum(values) / 200) < 0.03 and 0.07 < torch.tensor(values).std() < 0.13
 
 
 def test_every_strategy_has_settings_for_every_problem():
@@ -102,22 +48,22 @@ def test_every_strategy_has_settings_for_every_problem():
 @pytest.mark.parametrize("problem", list(PROBLEMS))
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_strategy_reaches_the_target_within_the_budget(name, problem):
-    make, monitor, dim, budget, target = PROBLEMS[problem]
+    spec = PROBLEMS[problem]
     result = zo_llm.maximize(
-        make(),
-        torch.zeros(dim, dtype=torch.float64),
+        spec.objective(0),
+        spec.x0(),
         strategy=name,
         strategy_options=SETTINGS[problem][name],
-        max_evaluations=budget,
-        target=target,
-        monitor=monitor,
+        max_evaluations=spec.budget,
+        target=spec.target,
+        monitor=spec.monitor,
         seed=0,
     )
     assert result.evaluations_to_target is not None, (
-        f"{name} reached {result.history[-1]['monitor']:.3g} on {problem}, target {target}"
+        f"{name} reached {result.history[-1]['monitor']:.3g} on {problem}, target {spec.target}"
     )
-    assert result.evaluations_to_target <= budget
-    assert monitor(result.x) >= target
+    assert result.evaluations_to_target <= spec.budget
+    assert spec.monitor(result.x) >= spec.target
 
 
 # --- the maximize loop ----------------------------------------------------------
