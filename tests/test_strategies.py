@@ -26,6 +26,8 @@ from zo_llm.parametrizations import (
 from zo_llm.strategies import STRATEGIES, IncompatibleSpaceError, VectorStrategy
 
 NAMES = STRATEGIES.names()
+#: metrics.jsonl fields that measure the machine, not the run: left out when runs are compared.
+MACHINE_FIELDS = ("time", "iteration_seconds", "eval_seconds", "peak_memory_mb")
 #: The tiny Llama's final RMSNorm weight: the vector searched by vector-only strategies.
 NORM = "model.norm.weight"
 
@@ -109,7 +111,7 @@ def test_every_strategy_trains_and_resumes_through_the_runner(name, tokenizer, t
     resumed = zo_llm.resume(
         tmp_path, 3, model=tiny_model(len(tokenizer)), tokenizer=tokenizer, task=make_char_task()
     )
-    drop = ("time", "iteration_seconds")
+    drop = MACHINE_FIELDS
     strip = [{k: v for k, v in r.items() if k not in drop} for r in whole.records]
     logged = [{k: v for k, v in r.items() if k not in drop} for r in zo_llm.read_metrics(tmp_path)]
     assert logged == strip
@@ -119,6 +121,69 @@ def test_every_strategy_trains_and_resumes_through_the_runner(name, tokenizer, t
         not torch.equal(p, q)
         for p, q in zip(whole.model.parameters(), tiny_model(len(tokenizer)).parameters())
     )
+
+
+#: The first registered strategy of each kind (seeded, vector): both paths through a space.
+FIRST_OF_KIND: dict[frozenset, str] = {}
+for _name in NAMES:
+    FIRST_OF_KIND.setdefault(STRATEGIES.get(_name).supported_kinds, _name)
+ONE_OF_EACH_KIND = list(FIRST_OF_KIND.values())
+
+
+@pytest.mark.parametrize("space", ["lora", "svd"])
+@pytest.mark.parametrize("name", ONE_OF_EACH_KIND)
+def test_resume_on_lora_and_svd_equals_an_unbroken_run(name, space, tokenizer, tmp_path):
+    """Stopped at 2 and resumed to 3: the same metrics.jsonl, search point and final/ files."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    settings = {
+        "tokenizer": tokenizer,
+        "task": make_char_task("+"),
+        "strategy": name,
+        "strategy_options": dataclasses.asdict(STRATEGIES.get(name).test_config()),
+        "space": space,
+        "space_options": dataclasses.asdict(PARAMETRIZATIONS.get(space).test_config()),
+        "batch_size": 4,
+        "max_new_tokens": 8,
+        "eval_every": 1,
+        "checkpoint_every": 1,
+        "progress": False,
+        "tensorboard": False,
+    }
+    whole_dir, split_dir = tmp_path / "whole", tmp_path / "split"
+    whole = zo_llm.train(
+        model=tiny_model(len(tokenizer)), iterations=3, out=str(whole_dir), **settings
+    )
+    zo_llm.train(model=tiny_model(len(tokenizer)), iterations=2, out=str(split_dir), **settings)
+    resumed = zo_llm.resume(
+        split_dir,
+        3,
+        model=tiny_model(len(tokenizer)),
+        tokenizer=tokenizer,
+        task=make_char_task("+"),
+    )
+    drop = MACHINE_FIELDS
+    strip = [{k: v for k, v in r.items() if k not in drop} for r in whole.records]
+    logged = [{k: v for k, v in r.items() if k not in drop} for r in zo_llm.read_metrics(split_dir)]
+    assert logged == strip
+    assert len({r["reward_mean"] for r in strip if r["type"] == "train"}) > 1  # rewards vary
+    assert torch.equal(resumed.space.get_vector(), whole.space.get_vector())
+    finals = [
+        AutoModelForCausalLM.from_pretrained(d / "final").state_dict()
+        for d in (whole_dir, split_dir)
+    ]
+    assert finals[0].keys() == finals[1].keys()
+    for key in finals[0]:
+        assert torch.equal(finals[0][key], finals[1][key]), key
+    start = tiny_model(len(tokenizer)).state_dict()
+    assert any(not torch.equal(finals[0][k], start[k]) for k in start)  # training moved it
+    adapters = sorted(whole_dir.glob("final/adapter/*.safetensors"))
+    assert (space == "lora") == bool(adapters)
+    for path in adapters:
+        ours, theirs = load_file(path), load_file(split_dir / path.relative_to(whole_dir))
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def quadratic(space) -> float:
@@ -193,32 +258,63 @@ def quadratic_at(candidate, space) -> float:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_a_space_of_no_supported_kind_is_refused_with_the_spaces_that_work(name, model):
+def test_a_space_of_no_supported_kind_is_refused_naming_both_sides(name, model):
+    """The message names the spaces the strategy searches and the strategies the space takes."""
     cls = STRATEGIES.get(name)
     if SEEDED in cls.supported_kinds:
         space = TensorSpace(x0=[0.0])
-        space.kinds = frozenset({"vector"})  # a vector-only space
+        space.kinds = frozenset({"vector"})  # a vector-only tensor space
+        label = "'tensor'"
     else:
-        space = FullWeights()
+        space, label = FullWeights(), "'full'"
     fitting = ", ".join(
         p for p in PARAMETRIZATIONS.names() if PARAMETRIZATIONS.get(p).kinds & cls.supported_kinds
     )
-    with pytest.raises(IncompatibleSpaceError, match=f"spaces that work with '{name}': {fitting}"):
+    searchers = ", ".join(s for s in NAMES if STRATEGIES.get(s).supported_kinds & space.kinds)
+    with pytest.raises(IncompatibleSpaceError) as error:
         cls(space, cls.test_config())
+    message = str(error.value)
+    assert f"spaces that work with '{name}': {fitting}" in message
+    assert f"strategies that work with {label}: {searchers}" in message
 
 
-def test_too_large_for_cma_names_diagonal_and_the_alternatives():
+def test_too_large_for_cma_names_diagonal_the_space_options_and_the_alternatives():
     huge = TensorSpace(TensorConfig(parameter=NORM))
     huge._vector = torch.empty(100_000_000, dtype=torch.float32)  # a 100M-dim vector space
     with pytest.raises(IncompatibleSpaceError) as error:
         STRATEGIES.get("cma-es")(huge)
     message = str(error.value)
-    assert "at most 5000 dimensions" in message and "dim=100000000" in message
+    assert "at most 5000 dimensions" in message and "'tensor' has dim=100000000" in message
     assert "use diagonal=True (sep-CMA, up to 1000000 dimensions)" in message
+    assert "name a smaller parameter (parameter=NAME; now 'model.norm.weight')" in message
     assert "spaces that work with 'cma-es': lora, svd, tensor" in message
     assert "any size with: es, essam, mezo" in message
     with pytest.raises(IncompatibleSpaceError, match="at most 1000000"):
         STRATEGIES.get("cma-es")(huge, zo_llm.CMAESConfig(diagonal=True))
+
+
+@pytest.mark.parametrize(
+    ("space", "hint"),
+    [
+        ("lora", "lower rank (now 2) or adapt fewer target_modules (now q_proj,v_proj)"),
+        ("svd", "lower rank (now 2), or a small fraction (e.g. 0.1), or fewer target_modules"),
+        ("tensor", "name a smaller parameter (parameter=NAME; now 'model.norm.weight')"),
+    ],
+)
+def test_too_large_names_the_options_that_shrink_each_space(space, hint, model):
+    bound = PARAMETRIZATIONS.get(space)(PARAMETRIZATIONS.get(space).test_config())
+    bound.bind(model)
+    strategy = STRATEGIES.get("xnes")(bound, seed=0)
+    strategy.full_max_dim = 1
+    with pytest.raises(IncompatibleSpaceError) as error:
+        strategy.check_dim()
+    message = str(error.value)
+    assert f"'{space}' has dim={bound.dim}" in message and hint in message
+    assert "search seeded spaces of any size with: es, essam, mezo" in message
+
+
+def test_the_full_space_says_it_is_not_a_vector_space():
+    assert "full is not a vector space" in FullWeights().size_hint()
 
 
 def test_dim_is_checked_again_once_the_space_is_bound(model):

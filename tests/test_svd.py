@@ -116,3 +116,14 @@ def test_bad_settings_name_the_fix(model, tmp_path):
         SVDSpace(SVDConfig(target_modules=("query",))).bind(model)
     with pytest.raises(ValueError, match="peft LoRA folder"):
         SVDSpace(SVDConfig(adapter=str(tmp_path))).bind(model)
+
+
+def test_an_untrained_adapter_is_refused_naming_it_and_the_base_weight_start(tokenizer, tmp_path):
+    untrained = LoraSpace(LoraSpace.test_config())  # B = 0: every update is zero
+    untrained.bind(tiny_model(len(tokenizer)))
+    untrained.save_adapter(tmp_path)
+    with pytest.raises(ValueError) as error:
+        SVDSpace(SVDConfig(adapter=str(tmp_path))).bind(tiny_model(len(tokenizer)))
+    message = str(error.value)
+    assert f"adapter={str(tmp_path)!r}" in message and "is zero" in message
+    assert "drop adapter= to search the singular values of the base weights" in message

@@ -62,6 +62,14 @@ class Parametrization(ABC):
     def dim(self) -> int:
         """Number of searched scalars."""
 
+    def size_hint(self) -> str:
+        """Which of this space's options make :attr:`dim` smaller ("" if none).
+
+        A strategy that refuses the space as too large quotes it, so the
+        message says what to change in the space as well as in the strategy.
+        """
+        return ""
+
     # seeded kind ---------------------------------------------------------
 
     def perturb(self, seed: int, scale: float) -> None:

@@ -125,6 +125,12 @@ class FullWeights(Parametrization):
     def dim(self) -> int:
         return sum(t.param.numel() for t in self._targets)
 
+    def size_hint(self) -> str:
+        return (
+            "full is not a vector space (seeded only, any size; include/exclude choose the "
+            "weights): for a vector strategy, search lora or svd"
+        )
+
     @property
     def parameter_names(self) -> list[str]:
         return [t.name for t in self._targets]

@@ -78,6 +78,7 @@ class LoraSpace(DelegatingSpace):
     def __init__(self, config: LoraSpaceConfig | None = None) -> None:
         super().__init__(config)
         self.peft_model = None
+        self.target_modules: tuple[str, ...] = self.config.target_modules  # resolved at bind
 
     @classmethod
     def test_config(cls) -> LoraSpaceConfig:
@@ -87,7 +88,7 @@ class LoraSpace(DelegatingSpace):
         from peft import LoraConfig, get_peft_model
 
         self.model = model
-        targets = self._targets(model)
+        targets = self.target_modules = self._targets(model)
         peft_config = LoraConfig(
             r=self.config.rank,
             lora_alpha=self.config.alpha,
@@ -143,6 +144,14 @@ class LoraSpace(DelegatingSpace):
     @property
     def dim(self) -> int:
         return 0 if self._inner is None else self.inner.dim
+
+    def size_hint(self) -> str:
+        targets = ",".join(self.target_modules) or "the default projections"
+        return (
+            f"shrink lora (rank x (in + out) numbers per adapted layer): lower rank (now "
+            f"{self.config.rank}) or adapt fewer target_modules (now {targets}), "
+            "e.g. rank=1 target_modules=q_proj,v_proj"
+        )
 
     # vector kind: the factors, flattened and concatenated in parameter order
 

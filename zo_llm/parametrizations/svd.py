@@ -128,7 +128,18 @@ class SVDSpace(DelegatingSpace):
                 keep = self._keep(rank)
                 factors.append((name, module, u[:, :keep], s[:keep], vt[:keep], lora))
         if not factors:
-            raise ValueError("every target matrix is zero; start from a trained adapter")
+            if self.config.adapter:
+                raise ValueError(
+                    f"every update of adapter={self.config.adapter!r} is zero (an untrained "
+                    "LoRA adapter has B = 0), so it has no singular values to search; start "
+                    "from a trained adapter, or drop adapter= to search the singular values "
+                    "of the base weights"
+                )
+            targets = self.config.target_modules or LLAMA_PROJECTIONS
+            raise ValueError(
+                f"every target matrix ({', '.join(targets)}) is zero, so there are no "
+                "singular values to search; pick other target_modules"
+            )
         self._inner = TensorSpace(x0=torch.zeros(sum(f[3].numel() for f in factors)))
         self._matrices, start = [], 0
         vector = self._inner._x  # the hooks read views of the searched vector itself
@@ -199,6 +210,17 @@ class SVDSpace(DelegatingSpace):
     @property
     def dim(self) -> int:
         return 0 if self._inner is None else self.inner.dim
+
+    def size_hint(self) -> str:
+        if self.config.fraction:
+            fewer = f"lower fraction (now {self.config.fraction}), or set fraction=0 and a rank"
+        else:
+            fewer = f"lower rank (now {self.config.rank}), or a small fraction (e.g. 0.1)"
+        matrices = "" if self.config.adapter else ", or fewer target_modules"
+        return (
+            f"shrink svd ({len(self._matrices)} matrices, the kept singular values of each): "
+            f"{fewer}{matrices}"
+        )
 
     def singular_values(self) -> dict[str, torch.Tensor]:
         """The current searched singular values ``s0 * (1 + v)`` of each matrix."""

@@ -123,6 +123,14 @@ class TensorSpace(Parametrization):
     def dim(self) -> int:
         return 0 if self._vector is None else self._vector.numel()
 
+    def size_hint(self) -> str:
+        if self.config.parameter is None:
+            return "shrink the tensor space: a shorter vector (x0 or dim)"
+        return (
+            f"shrink the tensor space: name a smaller parameter (parameter=NAME; now "
+            f"{self.config.parameter!r})"
+        )
+
     @property
     def _x(self) -> torch.Tensor:
         if self._vector is None:

@@ -106,15 +106,19 @@ class Strategy(ABC):
         any_size = [
             name for name in STRATEGIES.names() if SEEDED in STRATEGIES.get(name).supported_kinds
         ]
+        fixes = [self._too_large_hint(), self.space.size_hint()]
+        fixes = [fix for fix in fixes if fix]
+        fixes.append(
+            f"search another space (spaces that work with {self.name!r}: {', '.join(spaces)})"
+        )
+        fixes.append(f"search seeded spaces of any size with: {', '.join(any_size)}")
         raise IncompatibleSpaceError(
             f"strategy {self.name!r} searches at most {limit} dimensions as configured, but "
-            f"{type(self.space).__name__} has dim={self.space.dim}; {self._too_large_hint()}"
-            f"restrict the space to fewer numbers (spaces that work with {self.name!r}: "
-            f"{', '.join(spaces)}), or search seeded spaces of any size with: {', '.join(any_size)}"
+            f"{_space_label(self.space)} has dim={self.space.dim}. To fit: {'; or '.join(fixes)}"
         )
 
     def _too_large_hint(self) -> str:
-        """What to change in this strategy's config for a larger space, ending in '; ' (or "")."""
+        """What to change in this strategy's config for a larger space ("" if nothing)."""
         return ""
 
     @classmethod
@@ -123,15 +127,23 @@ class Strategy(ABC):
         return cls.config_class()
 
     def _pairing_message(self, space: Parametrization) -> str:
+        """Names both sides: the spaces this strategy searches, and the strategies for ``space``."""
         fitting = [
             name
             for name in PARAMETRIZATIONS.names()
             if PARAMETRIZATIONS.get(name).kinds & self.supported_kinds
         ]
+        searchers = [
+            name
+            for name in STRATEGIES.names()
+            if space.kinds & STRATEGIES.get(name).supported_kinds
+        ]
+        label = _space_label(space)
         return (
             f"strategy {self.name!r} searches {'/'.join(sorted(self.supported_kinds))} spaces, "
-            f"but {type(space).__name__} is {'/'.join(sorted(space.kinds)) or 'of no kind'}; "
-            f"spaces that work with {self.name!r}: {', '.join(fitting) or '(none registered)'}"
+            f"but {label} is {'/'.join(sorted(space.kinds)) or 'of no kind'}; "
+            f"spaces that work with {self.name!r}: {', '.join(fitting) or '(none registered)'}; "
+            f"strategies that work with {label}: {', '.join(searchers) or '(none registered)'}"
         )
 
     def member_seed(self, member: int, stage: int = 0) -> int:
@@ -183,6 +195,12 @@ class Strategy(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generation = int(state["generation"])
         self.seed = int(state["seed"])
+
+
+def _space_label(space: Parametrization) -> str:
+    """``'lora'`` for a registered space, else its class name (a user's own space)."""
+    name = PARAMETRIZATIONS.name_of(type(space))
+    return repr(name) if name else type(space).__name__
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

@@ -110,7 +110,7 @@ class CMAES(VectorStrategy):
     def _too_large_hint(self) -> str:
         if self.config.diagonal:
             return ""
-        return f"use diagonal=True (sep-CMA, up to {self.separable_max_dim} dimensions); or "
+        return f"use diagonal=True (sep-CMA, up to {self.separable_max_dim} dimensions)"
 
     def pycma_options(self) -> dict[str, Any]:
         """The options the adapter gives pycma (quiet, no files, private random stream)."""
