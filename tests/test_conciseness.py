@@ -11,6 +11,7 @@ import torch
 from zo_llm.divergence import kl_from_reference
 from zo_llm.evaluation import evaluate_sampled, evaluate_task
 from zo_llm.models.generation import TextGenerator
+from zo_llm.tasks.base import ChatPrompt
 from zo_llm.tasks.conciseness import (
     ConcisenessConfig,
     ConcisenessTask,
@@ -44,10 +45,12 @@ def test_shipped_data_and_metrics():
     assert (len(train), len(held_out)) == (60, 30)
     assert {e["question"] for e in train}.isdisjoint(e["question"] for e in held_out)
     assert all(0 < len(e["answer"]) <= 20 for e in [*train, *held_out])
-    prompt = task.prompt(held_out[0])
+    prompt = ConcisenessTask(ConcisenessConfig(chat=False)).prompt(held_out[0])
     assert held_out[0]["question"] in prompt and held_out[0]["answer"] not in prompt
     chat = ConcisenessTask(ConcisenessConfig(chat=True)).prompt(held_out[0])
     assert chat == [{"role": "user", "content": prompt}]
+    either = task.prompt(held_out[0])  # default: the tokenizer's template decides
+    assert isinstance(either, ChatPrompt) and either.text == prompt and list(either) == chat
     metrics = task.metrics(held_out[:2], ["ab", "abcd"], [-2.0, -2000.0])
     assert metrics == {
         "reward": -1001.0,

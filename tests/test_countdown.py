@@ -30,7 +30,10 @@ def wrap(answer: str, sep: str = "\n") -> str:
 # (completion, numbers, target, expected reward)
 CASES = {
     "correct, perfect format": (wrap("55 + 36 - 19 - 7"), NUMBERS, TARGET, 1.1),
-    "correct, blank line tolerated": (wrap("55 + 36 - 19 - 7", "\n\n"), NUMBERS, TARGET, 1.1),
+    # the paper's format regex: exactly one newline between the blocks, nothing after them
+    "correct, blank line between blocks": (wrap("55 + 36 - 19 - 7", "\n\n"), NUMBERS, TARGET, 1.06),
+    "correct, text after the answer": (wrap("55 + 36 - 19 - 7") + " done", NUMBERS, TARGET, 1.06),
+    "think tags out of order": ("</think> r <think>\n<answer>1 + 1</answer>", [1, 1], 2, 1.05),
     "correct, no newline before <answer>": (
         wrap("(55 + 36) - (19 + 7)", ""),
         NUMBERS,
@@ -138,6 +141,10 @@ def test_chat_prompt():
     assert messages == [
         {"role": "user", "content": DEFAULT_PROMPT.format(numbers="[19, 36, 55, 7]", target=65)}
     ]
+    # the <think> ending the user's message does not open the reply: no free think credit
+    completion = " 55 + 36 = 91.</think>\n<answer>55 + 36 - 19 - 7</answer>"
+    assert task.reward(problem(), completion) == pytest.approx(1.05)
+    assert task.reward(problem(), "<think>" + completion) == pytest.approx(1.1)
 
 
 def problem_keys(examples):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from decimal import Decimal
 
 import pytest
 
+from zo_llm.tasks.base import ChatPrompt
 from zo_llm.tasks.gsm8k import (
+    DEFAULT_INSTRUCTION,
     SAMPLE_DATA,
     GSM8KConfig,
     GSM8KTask,
@@ -34,6 +37,8 @@ CASES = [
     ("It drops to -6 degrees.", "#### -6", 1.0),  # last number fallback
     ("He has 3 bags of 4, so 12 marbles.", "#### 12", 1.0),
     ("It costs 7.5 dollars.", "#### 7.5", 1.0),
+    ("The difference is 10-3", "#### 3", 1.0),  # a minus between numbers is an operator
+    ("so 12-7=5", "#### 5", 1.0),
     ("#### 12 is wrong, ignore: the answer is 13", "#### 12", 1.0),  # #### wins
     ("#### 13", "#### 12", 0.0),  # wrong answer
     ("The answer is 6.", "#### -6", 0.0),  # wrong sign
@@ -72,10 +77,18 @@ def test_shipped_sample_answers_grade_themselves():
 
 def test_prompts_plain_few_shot_and_chat():
     example = {"question": "What is 2 + 3?", "answer": "#### 5"}
-    plain = GSM8KTask(GSM8KTask.test_config()).prompt(example)
+    plain_config = dataclasses.replace(GSM8KTask.test_config(), chat=False)
+    plain = GSM8KTask(plain_config).prompt(example)
     assert plain.endswith("Question: What is 2 + 3?\nAnswer:") and "####" in plain
-    shots = GSM8KTask(GSM8KConfig(data=str(SAMPLE_DATA), train_size=20, few_shot=2))
-    first, second = shots.examples("train")[:2]
+    # by default the tokenizer decides: chat turns with a template, this plain text without
+    either = GSM8KTask(GSM8KTask.test_config()).prompt(example)
+    assert isinstance(either, ChatPrompt) and either.text == plain
+    assert list(either) == [{"role": "user", "content": f"{DEFAULT_INSTRUCTION}\n\nWhat is 2 + 3?"}]
+    shots = GSM8KTask(GSM8KConfig(data=str(SAMPLE_DATA), train_size=20, few_shot=2, chat=False))
+    no_shots = GSM8KTask(GSM8KConfig(data=str(SAMPLE_DATA), train_size=22, chat=False))
+    first, second = no_shots.examples("train")[:2]  # the shots: held out of training
+    assert shots.examples("train") == no_shots.examples("train")[2:]
+    assert shots.examples("eval") == no_shots.examples("eval")
     text = shots.prompt(example)
     assert text.index(first["question"]) < text.index(second["question"]) < text.index("2 + 3")
     assert shots.prompt(example) == text  # deterministic
@@ -103,9 +116,15 @@ def test_loads_local_folder_and_parquet_offline(tmp_path):
 
 
 def test_errors_name_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ValueError, match="data="):
-        GSM8KTask().examples("train")  # no hub offline, no data
+    import datasets
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("the hub cannot be reached")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(datasets, "load_dataset", unreachable)  # whatever the local cache holds
+        with pytest.raises(ValueError, match="cannot be reached.*data=PATH"):
+            GSM8KTask().examples("train")  # no hub, no data
     wrong = tmp_path / "wrong.jsonl"
     wrong.write_text('{"problem": "q", "solution": "#### 1"}\n' * 4)
     with pytest.raises(ValueError, match="question, answer"):
@@ -114,3 +133,5 @@ def test_errors_name_the_fix(tmp_path, monkeypatch):
         GSM8KTask(GSM8KConfig(data=str(tmp_path / "missing.jsonl"))).examples("train")
     with pytest.raises(ValueError, match="few_shot"):
         GSM8KConfig(few_shot=-1)
+    with pytest.raises(ValueError, match="few_shot=16 leaves none of the 16"):  # half of 32
+        GSM8KTask(GSM8KConfig(data=str(SAMPLE_DATA), few_shot=16)).examples("train")

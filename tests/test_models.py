@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from zo_llm.models import TextGenerator, load_model, render_prompt
+from zo_llm.tasks.base import ChatPrompt
 
 
 def greedy_reference(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
@@ -68,6 +69,10 @@ def test_chat_messages_use_the_template_when_there_is_one(tokenizer):
         "{% if add_generation_prompt %}<assistant>{% endif %}"
     )
     assert render_prompt(chat, messages) == ("<user>hi<assistant>", True)
+    # a ChatPrompt is chat for a tokenizer with a template, its plain twin for one without
+    either = ChatPrompt(messages, "Q: hi\nA:")
+    assert render_prompt(chat, either) == ("<user>hi<assistant>", True)
+    assert render_prompt(plain, either) == ("Q: hi\nA:", False)
 
 
 def test_generator_rejects_bad_settings(model, tokenizer):

@@ -12,20 +12,25 @@ from collections.abc import Sequence
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from ..tasks.base import Prompt
+from ..tasks.base import ChatPrompt, Prompt
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> tuple[str, bool]:
     """Prompt text and whether it is already chat-rendered (special tokens included).
 
     Chat messages go through the tokenizer's chat template when it has one;
-    without one their contents are joined as plain text.
+    without one a :class:`ChatPrompt` falls back to its plain text, other
+    messages have their contents joined.
     """
     if isinstance(prompt, str):
         return prompt, False
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            list(prompt), tokenize=False, add_generation_prompt=True
+        )
         return text, True
+    if isinstance(prompt, ChatPrompt):
+        return prompt.text, False
     return "\n".join(message["content"] for message in prompt), False
 
 

@@ -1,4 +1,4 @@
-from .base import TASKS, Example, Prompt, Task
+from .base import TASKS, ChatPrompt, Example, Prompt, Task
 from .conciseness import ConcisenessConfig, ConcisenessTask
 from .countdown import CountdownConfig, CountdownTask, EasyCountdownConfig, EasyCountdownTask
 from .custom import BUILTIN_REWARDS, FileTask, FileTaskConfig, FunctionTask, make_task
@@ -7,6 +7,7 @@ from .gsm8k import GSM8KConfig, GSM8KTask, extract_number
 __all__ = [
     "BUILTIN_REWARDS",
     "TASKS",
+    "ChatPrompt",
     "ConcisenessConfig",
     "ConcisenessTask",
     "CountdownConfig",

@@ -22,6 +22,36 @@ Prompt = str | list[dict[str, str]]
 
 SPLITS = ("train", "eval")
 
+#: Help text of the ``chat`` option of the built-in tasks.
+CHAT_HELP = (
+    "Ask as chat messages through the tokenizer's chat template (true) or as plain text "
+    "(false); none: chat when the tokenizer has a template, else plain text."
+)
+
+
+class ChatPrompt(list):
+    """Chat messages with a plain-text twin: a prompt that lets the tokenizer decide.
+
+    Rendered through the tokenizer's chat template when it has one (an instruct
+    model); otherwise :attr:`text`, the task's plain prompt, is what the model
+    sees (a base model), rather than the messages' contents joined.
+    """
+
+    def __init__(self, messages: list[dict[str, str]], text: str) -> None:
+        super().__init__(messages)
+        self.text = text
+
+
+def ask(text: str, chat: bool | None, messages: list[dict[str, str]] | None = None) -> Prompt:
+    """The prompt for ``text``: plain (``chat=False``), chat (``True``) or either (``None``).
+
+    ``messages`` defaults to ``text`` as one user message.
+    """
+    messages = messages if messages is not None else [{"role": "user", "content": text}]
+    if chat is None:
+        return ChatPrompt(messages, text)
+    return messages if chat else text
+
 
 @dataclass(frozen=True)
 class TaskConfig:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from .base import TASKS, Example, Prompt, Task, TaskConfig, check_split, mean_finite
+from .base import CHAT_HELP, TASKS, Example, Prompt, Task, TaskConfig, ask, check_split, mean_finite
 from .loading import check_sizes, load_records, load_splits
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -65,10 +65,7 @@ class ConcisenessConfig(TaskConfig):
         default="Question: {question}\nAnswer:",
         metadata={"help": "Prompt with a {question} placeholder."},
     )
-    chat: bool = field(
-        default=False,
-        metadata={"help": "Ask as one user chat message (chat template) instead of plain text."},
-    )
+    chat: bool | None = field(default=None, metadata={"help": CHAT_HELP})
 
     def __post_init__(self) -> None:
         check_sizes("conciseness", train_size=self.train_size, eval_size=self.eval_size)
@@ -104,7 +101,7 @@ class ConcisenessTask(Task):
 
     def prompt(self, example: Example) -> Prompt:
         text = self.config.prompt_template.replace("{question}", str(example["question"]))
-        return [{"role": "user", "content": text}] if self.config.chat else text
+        return ask(text, self.config.chat)
 
     def reward(self, example: Example, completion: str) -> float:
         return conciseness_reward(completion, str(example["answer"]))

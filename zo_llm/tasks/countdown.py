@@ -28,7 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .base import TASKS, Example, Prompt, Task, TaskConfig, check_split, mean_finite
+from .base import TASKS, Example, Prompt, Task, TaskConfig, ask, check_split, mean_finite
 
 DEFAULT_PROMPT = (
     "Using the numbers {numbers}, create an equation that equals {target}. You can use basic "
@@ -50,8 +50,10 @@ TOLERANCE = Fraction(1, 100_000)
 # Only digits, operators, parentheses and whitespace: names, calls, floats, `_`
 # and hex literals are rejected before the parser sees them.
 _ALLOWED_CHARS = re.compile(r"[0-9+\-*/()\s]+")
-# The paper's structure: think block, newline, answer block (extra blank lines tolerated).
-_FULL_FORMAT = re.compile(r"^<think>.*?</think>[ \t]*\n\s*<answer>.*?</answer>$", re.DOTALL)
+# The paper's grader (TinyZero's): think block, one newline, answer block, nothing else.
+_FULL_FORMAT = re.compile(r"^<think>.*?</think>\n<answer>.*?</answer>$", re.DOTALL)
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
+_ANSWER_BLOCK = re.compile(r"<answer>.*?</answer>", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _BINARY_OPS = {
     ast.Add: lambda a, b: a + b,
@@ -94,7 +96,10 @@ class CountdownConfig(TaskConfig):
     )
     chat: bool = field(
         default=False,
-        metadata={"help": "Ask as one user chat message (chat template) instead of plain text."},
+        metadata={
+            "help": "Ask as one user chat message (chat template) instead of the paper's plain "
+            "text, which ends inside the <think> block."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -187,15 +192,16 @@ def check_equation(expression: str, numbers: Sequence[int], target: float) -> bo
 def format_score(text: str) -> float:
     """The paper's format score: 1.0 for ``<think>…</think>\\n<answer>…</answer>``.
 
-    Otherwise partial credit: 0.1 if both think tags occur, plus 0.5 if both answer tags do.
+    Otherwise partial credit: 0.1 for a ``<think>…</think>`` block, plus 0.5 for an
+    ``<answer>…</answer>`` block. As in the paper, the text is matched as it is:
+    no stripping, so a blank line between the blocks loses the full score.
     """
-    text = text.strip()
     if _FULL_FORMAT.match(text):
         return 1.0
     score = 0.0
-    if "<think>" in text and "</think>" in text:
+    if _THINK_BLOCK.search(text):
         score += 0.1
-    if "<answer>" in text and "</answer>" in text:
+    if _ANSWER_BLOCK.search(text):
         score += 0.5
     return score
 
@@ -348,11 +354,12 @@ class CountdownTask(Task):
 
     def prompt(self, example: Example) -> Prompt:
         text = self.prompt_text(example)
-        return [{"role": "user", "content": text}] if self.config.chat else text
+        return ask(text, self.config.chat)
 
     def score(self, example: Example, completion: str) -> CountdownScore:
         """Grades ``completion``; the prompt is consulted only for a prefilled ``<think>``."""
-        prefilled = self.prompt_text(example).rstrip().endswith("<think>")
+        # a chat prompt's <think> sits in the user's message: the reply starts outside it
+        prefilled = not self.config.chat and self.prompt_text(example).rstrip().endswith("<think>")
         return score_countdown(completion, example["numbers"], example["target"], prefilled)
 
     def reward(self, example: Example, completion: str) -> float:

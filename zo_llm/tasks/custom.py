@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from .base import TASKS, Example, Prompt, Task, TaskConfig, check_split, mean_finite
+from .base import CHAT_HELP, TASKS, Example, Prompt, Task, TaskConfig, ask, check_split, mean_finite
 from .gsm8k import extract_number, parse_number
 from .loading import check_fields, load_splits
 
@@ -181,10 +181,7 @@ class FileTaskConfig(TaskConfig):
     eval_size: int | None = field(
         default=None, metadata={"help": "First N held-out examples (None: all)."}
     )
-    chat: bool = field(
-        default=False,
-        metadata={"help": "Ask as one user chat message (chat template) instead of plain text."},
-    )
+    chat: bool | None = field(default=None, metadata={"help": CHAT_HELP})
 
     def __post_init__(self) -> None:
         if self.reward not in BUILTIN_REWARDS:
@@ -216,7 +213,7 @@ class FileTask(Task):
     def prompt(self, example: Example) -> Prompt:
         cfg = self.config
         text = cfg.template.format(**example) if cfg.template else str(example[cfg.prompt_field])
-        return [{"role": "user", "content": text}] if cfg.chat else text
+        return ask(text, cfg.chat)
 
     def reward(self, example: Example, completion: str) -> float:
         return BUILTIN_REWARDS[self.config.reward](completion, example[self.config.answer_field])

@@ -20,7 +20,17 @@ from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from pathlib import Path
 
-from .base import TASKS, Example, Prompt, Task, TaskConfig, check_split, mean_finite
+from .base import (
+    CHAT_HELP,
+    TASKS,
+    Example,
+    Prompt,
+    Task,
+    TaskConfig,
+    ask,
+    check_split,
+    mean_finite,
+)
 from .loading import check_sizes, load_splits
 
 HUB_ID = "openai/gsm8k"
@@ -34,7 +44,9 @@ DEFAULT_INSTRUCTION = (
 )
 
 # A number: optional sign, thousands separators or plain digits, optional decimals.
-_NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+"
+# A sign counts only where it cannot be an operator: "10-3" ends in 3, not -3.
+_SIGN = r"(?:(?<![\w.)])[-+])?"
+_NUMBER = _SIGN + r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|" + _SIGN + r"\.\d+"
 _NUMBER_RE = re.compile(_NUMBER)
 _HASHES = re.compile(r"####\s*\$?\s*(" + _NUMBER + ")")
 _BOXED = re.compile(r"\\boxed\s*\{([^{}]*)\}")
@@ -103,15 +115,15 @@ class GSM8KConfig(TaskConfig):
     )
     few_shot: int = field(
         default=0,
-        metadata={"help": "Worked examples shown before the question (the first N of train)."},
+        metadata={
+            "help": "Worked examples shown before the question: the first N training problems, "
+            "which are then left out of training."
+        },
     )
     instruction: str = field(
         default=DEFAULT_INSTRUCTION, metadata={"help": "Text asking for reasoning and a number."}
     )
-    chat: bool = field(
-        default=False,
-        metadata={"help": "Ask as chat messages (chat template) instead of plain text."},
-    )
+    chat: bool | None = field(default=None, metadata={"help": CHAT_HELP})
 
     def __post_init__(self) -> None:
         check_sizes("gsm8k", train_size=self.train_size, eval_size=self.eval_size)
@@ -136,31 +148,38 @@ class GSM8KTask(Task):
         if cfg.data is None:
             train, test = _load_hub()
         else:
-            train, test = load_splits(cfg.data, FIELDS, "gsm8k", cfg.train_size)
+            cut = cfg.train_size + cfg.few_shot if cfg.train_size else None  # one file: shots too
+            train, test = load_splits(cfg.data, FIELDS, "gsm8k", cut)
+        if cfg.few_shot >= len(train):
+            raise ValueError(
+                f"gsm8k: few_shot={cfg.few_shot} leaves none of the {len(train)} train problems "
+                "to train on; lower few_shot"
+            )
+        # the worked examples are held apart: a prompt never shows the answer it is asked for
+        shots, train = train[: cfg.few_shot], train[cfg.few_shot :]
         train = train[: cfg.train_size] if cfg.train_size else train
         test = test[: cfg.eval_size] if cfg.eval_size else test
-        if cfg.few_shot > len(train):
-            raise ValueError(f"gsm8k: few_shot={cfg.few_shot} exceeds {len(train)} train problems")
-        return {"train": train, "eval": test}
+        return {"train": train, "eval": test, "shots": shots}
 
     def examples(self, split: str) -> Sequence[Example]:
         return self._splits[check_split(split)]
 
     def _shots(self) -> list[Example]:
-        return self._splits["train"][: self.config.few_shot]
+        return self._splits["shots"]
 
     def prompt(self, example: Example) -> Prompt:
+        """Plain text (``Question: ... Answer:``) or chat turns, the worked shots first."""
         cfg = self.config
-        if cfg.chat:
-            messages = []
-            for shot in self._shots():
-                messages.append({"role": "user", "content": self._ask(shot)})
-                messages.append({"role": "assistant", "content": shot["answer"]})
-            return [*messages, {"role": "user", "content": self._ask(example)}]
+        messages = []
+        for shot in self._shots():
+            messages.append({"role": "user", "content": self._ask(shot)})
+            messages.append({"role": "assistant", "content": shot["answer"]})
+        messages.append({"role": "user", "content": self._ask(example)})
         shots = "".join(
             f"Question: {s['question']}\nAnswer: {s['answer']}\n\n" for s in self._shots()
         )
-        return f"{cfg.instruction}\n\n{shots}Question: {example['question']}\nAnswer:"
+        text = f"{cfg.instruction}\n\n{shots}Question: {example['question']}\nAnswer:"
+        return ask(text, cfg.chat, messages)
 
     def _ask(self, example: Example) -> str:
         return f"{self.config.instruction}\n\n{example['question']}"
