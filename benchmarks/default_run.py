@@ -7,6 +7,9 @@ against iterations (one line per seed).
 
     python benchmarks/default_run.py --seeds 0,1,2 --out results/default_run
 
+Running it again with the same ``--out`` reuses the finished seeds and
+continues interrupted ones. Minutes are training plus held-out evaluation.
+
 Extra ``KEY=VALUE`` arguments override TrainConfig fields
 (``iterations=20``, ``strategy_options={"sigma": 0.01}`` as JSON).
 """
@@ -15,26 +18,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
-import time
 from pathlib import Path
 
 import zo_llm
-from zo_llm.runner import TrainConfig
+from zo_llm.runner import CHECKPOINT_FILE, TrainConfig
 
 
 def run_seed(seed: int, out: Path, overrides: dict) -> dict:
-    start = time.perf_counter()
-    config = TrainConfig(seed=seed, out=str(out / f"seed{seed}"), progress=False, **overrides)
-    experiment = zo_llm.train(config)
-    evals = [r for r in experiment.records if r["type"] == "eval"]
+    """Trains one seed, or continues its folder from an earlier call (a finished one is reused)."""
+    folder = out / f"seed{seed}"
+    config = TrainConfig(seed=seed, out=str(folder), progress=False, **overrides)
+    if (folder / "final").exists():
+        pass  # finished by an earlier call: read its numbers back
+    elif (folder / CHECKPOINT_FILE).exists():
+        zo_llm.resume(folder, iterations=config.iterations, progress=False)
+    else:
+        if folder.exists():
+            shutil.rmtree(folder)  # started but never checkpointed: nothing to keep
+        zo_llm.train(config)
+    records = zo_llm.read_metrics(folder)
+    evals = [r for r in records if r["type"] == "eval"]
+    metric = _metric(evals[0])
+    seconds = max(r["time"] for r in records) + sum(r.get("eval_seconds", 0.0) for r in evals)
     return {
         "seed": seed,
-        "metric": _metric(evals[0]),
-        "before": evals[0][_metric(evals[0])],
-        "after": evals[-1][_metric(evals[0])],
-        "curve": [(r["iteration"], r[_metric(evals[0])]) for r in evals],
-        "minutes": (time.perf_counter() - start) / 60,
+        "metric": metric,
+        "before": evals[0][metric],
+        "after": evals[-1][metric],
+        "curve": [(r["iteration"], r[metric]) for r in evals],
+        "minutes": seconds / 60,
     }
 
 
@@ -81,18 +95,23 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results = [run_seed(int(s), args.out, overrides) for s in args.seeds.split(",")]
     metric = results[0]["metric"]
-    print(f"| seed | {metric} before | {metric} after | change | minutes |")
-    print("|---|---|---|---|---|")
+    iterations = " ".join(str(i) for i, _ in results[0]["curve"])
+    print(
+        f"| seed | {metric} before | {metric} after | change | at iterations {iterations} "
+        "| minutes |"
+    )
+    print("|---|---|---|---|---|---|")
     for r in results:
         change = r["after"] - r["before"]
+        curve = " ".join(f"{value:.3f}" for _, value in r["curve"])
         print(
-            f"| {r['seed']} | {r['before']:.3f} | {r['after']:.3f} | {change:+.3f} "
+            f"| {r['seed']} | {r['before']:.3f} | {r['after']:.3f} | {change:+.3f} | {curve} "
             f"| {r['minutes']:.1f} |"
         )
     befores, afters = [r["before"] for r in results], [r["after"] for r in results]
     changes = [a - b for a, b in zip(afters, befores, strict=True)]
     print(
-        f"| mean ± std | {mean_std(befores)} | {mean_std(afters)} | {mean_std(changes)} "
+        f"| mean ± std | {mean_std(befores)} | {mean_std(afters)} | {mean_std(changes)} | "
         f"| {statistics.mean(r['minutes'] for r in results):.1f} |"
     )
     (args.out / "results.json").write_text(json.dumps(results, indent=2))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 import zo_llm
 from zo_llm.cli import main
@@ -129,7 +130,7 @@ def test_train_then_eval_reproduces_the_logged_metrics(model_dir, tmp_path, caps
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["examples"] == 4 and metrics["split"] == "eval"
     assert "accuracy" in metrics
-    run_only = ("type", "iteration", "split", "time", "samples")
+    run_only = ("type", "iteration", "split", "time", "samples", "eval_seconds")
     logged = {k: v for k, v in last_eval.items() if k not in run_only}
     assert {k: metrics[k] for k in logged} == logged
 
@@ -159,6 +160,36 @@ def test_printed_eval_command_matches_the_run(model_dir, tmp_path, capsys):
     assert {k: printed[k] for k in ("accuracy", "reward", "format")} == {
         k: last[k] for k in ("accuracy", "reward", "format")
     }
+
+
+def test_bare_eval_of_a_run_uses_the_runs_task_and_settings(model_dir, tmp_path, capsys):
+    run = train_run(model_dir, tmp_path / "run", capsys)
+    assert main(["eval", "--model", str(run / "final")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["settings_from"] == str(run / "run_config.json")
+    assert (printed["task"], printed["examples"]) == ("countdown", 4)
+    last = [r for r in zo_llm.read_metrics(run) if r["type"] == "eval"][-1]
+    assert {k: printed[k] for k in ("accuracy", "reward", "format")} == {
+        k: last[k] for k in ("accuracy", "reward", "format")
+    }
+    # flags still win: another task starts from that task's own defaults
+    assert main(["eval", "--model", str(run / "final"), "--task", "countdown-easy",
+                 "--eval-size", "2"]) == 0  # fmt: skip
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["task"], printed["examples"]) == ("countdown-easy", 2)
+
+
+def test_eval_reads_a_train_toml(model_dir, tmp_path, capsys):
+    config = write_toml(tmp_path / "run.toml", model_dir)  # [task] countdown, eval_size = 4
+    assert main(["eval", "--config", str(config)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["model"], printed["task"], printed["examples"]) == (
+        str(model_dir),
+        "countdown",
+        4,
+    )
+    assert main(["eval"]) == 2
+    assert_clean_error(capsys, "no model given", "--model")
 
 
 def test_eval_writes_completions(model_dir, tmp_path, capsys):
@@ -267,6 +298,20 @@ def test_resume_continues_to_more_iterations(model_dir, tmp_path, capsys):
     assert [r["iteration"] for r in records if r["type"] == "eval"] == [0, 2, 4]
     assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 4
     assert saved_config(run)["iterations"] == 4
+
+    # the same numbers and weights as a run that never stopped
+    whole = train_run(model_dir, tmp_path / "whole", capsys, "--iterations", "4")
+    machine = ("time", "iteration_seconds", "peak_memory_mb", "eval_seconds")
+
+    def numbers(folder):
+        return [
+            {k: v for k, v in r.items() if k not in machine} for r in zo_llm.read_metrics(folder)
+        ]
+
+    assert numbers(run) == numbers(whole)
+    resumed_final = AutoModelForCausalLM.from_pretrained(run / "final").state_dict()
+    for name, tensor in AutoModelForCausalLM.from_pretrained(whole / "final").state_dict().items():
+        assert torch.equal(tensor, resumed_final[name]), name
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ FAST = {"batch_size": 4, "max_new_tokens": 8, "progress": False}
 CHAR_ES = {"population": 8, "sigma": 0.05, "lr": 0.1, "antithetic": True}
 COUNTDOWN = {"train_size": 8, "eval_size": 4}
 #: Fields that measure the machine, not the run: excluded when runs are compared.
-TIME_FIELDS = ("time", "iteration_seconds", "peak_memory_mb")
+TIME_FIELDS = ("time", "iteration_seconds", "eval_seconds", "peak_memory_mb")
 
 
 def without_time(records):
@@ -246,6 +246,22 @@ def test_resume_of_a_custom_task_run_needs_the_task_again(tokenizer, tmp_path):
     with pytest.raises(ValueError, match="task="):
         zo_llm.resume(run, iterations=3, model=tiny_model(len(tokenizer)), tokenizer=tokenizer)
     assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 2
+
+
+def test_resume_of_a_model_object_run_needs_the_model_again(tokenizer, tmp_path):
+    run = tmp_path / "run"
+    train_char(tokenizer, run, iterations=2)
+    assert load_run_config(run)["model"].startswith("python:")  # not the default "zo-tiny"
+    with pytest.raises(ValueError, match=r"model object .*LlamaForCausalLM.*model=\.\.\."):
+        zo_llm.resume(run, iterations=3, task=make_char_task())
+    resumed = zo_llm.resume(
+        run,
+        iterations=3,
+        model=tiny_model(len(tokenizer)),
+        tokenizer=tokenizer,
+        task=make_char_task(),
+    )
+    assert resumed.iteration == 3
 
 
 def test_resume_cannot_go_backwards(tokenizer, tmp_path):
@@ -479,3 +495,39 @@ def test_evaluations_on_a_grid_of_sample_evaluations(tokenizer):
     evals = [(r["iteration"], r["samples"]) for r in of_type(experiment.records, "eval")]
     # 70 and 140 are crossed in iterations 3 (96 samples) and 5 (160), which is also the end
     assert evals == [(0, 0), (3, 3 * per_iteration), (5, 5 * per_iteration)]
+
+
+# --- sampled metrics and KL from the base model during training -------------------------
+
+
+def test_evaluations_can_add_sampled_metrics_and_kl_from_the_base(model_dir, tmp_path):
+    settings = {
+        **FAST,
+        "strategy_options": CHAR_ES,
+        "eval_every": 1,
+        "eval_samples": 2,
+        "eval_kl": True,
+        "max_new_tokens": 6,
+    }
+    run = tmp_path / "run"
+    zo_llm.train(
+        model=str(model_dir), task=make_char_task(), iterations=2, out=str(run), **settings
+    )
+    evals = of_type(zo_llm.read_metrics(run), "eval")
+    assert [r["iteration"] for r in evals] == [0, 1, 2]
+    assert evals[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # the base model against itself
+    assert evals[-1]["kl"] > 1e-4  # training moved it away
+    assert all("sampled_reward" in r and r["kl_tokens"] > 0 for r in evals)
+
+    # sampling is seeded by (run seed, iteration): a resumed run draws the same samples
+    whole = tmp_path / "whole"
+    zo_llm.train(
+        model=str(model_dir), task=make_char_task(), iterations=3, out=str(whole), **settings
+    )
+    zo_llm.resume(run, iterations=3, task=make_char_task())
+    assert without_time(zo_llm.read_metrics(run)) == without_time(zo_llm.read_metrics(whole))
+
+
+def test_kl_needs_a_named_base_model(tokenizer):
+    with pytest.raises(ValueError, match="eval_kl compares with the base model"):
+        train_char(tokenizer, iterations=1, eval_kl=True)

@@ -96,12 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(train)
     train.set_defaults(handler=cmd_train)
 
-    evaluate = commands.add_parser("eval", help="score a model on a task's held-out data")
-    evaluate.add_argument("--model", required=True, help="hub id or model folder (e.g. RUN/final)")
+    evaluate = commands.add_parser(
+        "eval",
+        help="score a model on a task's held-out data",
+        description="Score a model on a task. Settings: train's defaults < the run that saved "
+        "the model (--model RUN/final reads RUN/run_config.json) < --config TOML < flags.",
+        epilog=EVAL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument(
+        "--config", type=Path, help="TOML file of zo-llm train: its model, task and generation"
+    )
+    evaluate.add_argument(
+        "--model",
+        default=argparse.SUPPRESS,
+        help="alias, hub id, model folder or .gguf file (e.g. RUN/final)",
+    )
     evaluate.add_argument(
         "--task",
-        default="countdown",
-        help="task name, module:object, or data file (default: countdown)",
+        default=argparse.SUPPRESS,
+        help="task name, module:object, or data file (default: the run's, else countdown-easy)",
     )
     evaluate.add_argument(
         "--task-opt",
@@ -111,11 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="task option, repeatable (see zo-llm list)",
     )
     evaluate.add_argument("--split", default="eval", choices=["train", "eval"])
-    evaluate.add_argument("--eval-size", type=int, help="first N examples only (default: all)")
-    evaluate.add_argument("--max-new-tokens", type=int, default=128)
-    evaluate.add_argument("--generation-batch-size", type=int, default=32)
-    evaluate.add_argument("--dtype", default="float32")
-    evaluate.add_argument("--device", default="auto")
+    for name, kind, text in EVAL_SETTINGS:
+        evaluate.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=argparse.SUPPRESS,
+            help=f"{text} (default: the run's, else {getattr(TrainConfig(), name)})",
+        )
     _add_data_flag(evaluate)
     evaluate.add_argument(
         "--samples",
@@ -157,6 +173,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Generation settings of ``zo-llm eval`` shared with ``zo-llm train``: (name, type, help).
+EVAL_SETTINGS = (
+    ("eval_size", int, "first N examples only"),
+    ("max_new_tokens", int, "tokens generated per prompt"),
+    ("generation_batch_size", int, "prompts per forward batch"),
+    ("dtype", str, "float32, bfloat16 or float16"),
+    ("device", str, "auto, cpu, cuda or cuda:N"),
+)
+
+EVAL_EPILOG = """\
+examples:
+  zo-llm eval --model runs/cd/final                 # the run's task and settings
+  zo-llm eval --model runs/cd/final --split train --eval-size 50
+  zo-llm eval --model zo-tiny --task countdown-easy --samples 4 --reference zo-tiny
+  zo-llm eval --config run.toml                     # the model and task of a train config
+"""
+
 BENCH_EPILOG = """\
 examples:
   zo-llm bench --strategies es,essam,mezo --seeds 0,1 --budget 9600 --eval-every 0 \\
@@ -165,16 +198,21 @@ examples:
 
 bench.toml:
   model = "zo-tiny"
+  out = "results/cmp"    # or --out
   seeds = [0, 1, 2]
   budget = 9600          # sample evaluations (members x prompts) per run
   target = 0.8           # held-out metric for "samples to target"
-  spaces = ["full"]
+  spaces = ["full", "svd"]
   tasks = [{ name = "countdown-easy", eval_size = 100 }]
   [[strategies]]         # tables come last in TOML
   name = "es"
+  [[strategies]]         # the same strategy twice: a label tells them apart
+  name = "es"
+  label = "es-sigma1e-2"
+  sigma = 1e-2
   [[strategies]]
-  name = "mezo"
-  lr = 0.05
+  name = "cma-es"
+  spaces = ["svd"]       # vector strategies cannot search full; run it on svd only
 """
 
 #: ``zo-llm bench`` flags: (flag, type, help). Lists are comma-separated.
@@ -183,7 +221,7 @@ BENCH_FLAGS = [
     ("--strategies", str, "comma-separated strategy names"),
     ("--spaces", str, "comma-separated parametrization names (default: full)"),
     ("--tasks", str, "comma-separated task names (default: countdown-easy)"),
-    ("--seeds", str, "comma-separated seeds (default: 0)"),
+    ("--seeds", str, "comma-separated integer seeds, e.g. 0,1,2 (default: 0)"),
     ("--budget", int, "sample evaluations (members x prompts) per run"),
     ("--iterations", int, "iterations per run (an upper bound when --budget is set)"),
     ("--batch-size", int, "training prompts per iteration (default: 16)"),
@@ -199,11 +237,31 @@ BENCH_FLAGS = [
 ]
 
 
+#: Singular spellings of the list flags (``--space full`` as ``zo-llm train`` spells it).
+BENCH_ALIASES = {
+    "--strategies": ("--strategy",),
+    "--spaces": ("--space",),
+    "--tasks": ("--task",),
+    "--seeds": ("--seed",),
+}
+
+
 def _add_bench_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML file with any of the options below")
     parser.add_argument("--out", help="results folder (created)")
     for flag, kind, help_text in BENCH_FLAGS:
-        parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text)
+        flags = (flag, *BENCH_ALIASES.get(flag, ()))
+        dest = flag[2:].replace("-", "_")
+        parser.add_argument(*flags, dest=dest, type=kind, default=argparse.SUPPRESS, help=help_text)
+
+
+def _bench_seeds(value: str) -> list[int]:
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(
+            f"--seeds {value!r}: expected comma-separated integers, e.g. --seeds 0,1,2"
+        ) from None
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -214,9 +272,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         name = flag[2:].replace("-", "_")
         if hasattr(args, name):
             value = getattr(args, name)
-            if name in ("strategies", "spaces", "tasks", "seeds"):
+            if name in ("strategies", "spaces", "tasks"):
                 value = [part.strip() for part in value.split(",") if part.strip()]
-                value = [int(v) for v in value] if name == "seeds" else value
+            elif name == "seeds":
+                value = _bench_seeds(value)
             flags[name] = value
     if args.out:
         flags["out"] = args.out
@@ -227,7 +286,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if missing:
             raise ValueError(f"zo-llm bench needs --{' and --'.join(missing)} (or --config)")
         config = BenchConfig.from_dict(flags)
-    executed = run_bench(config)
+    try:
+        executed = run_bench(config)
+    except RuntimeError as error:  # a run failed in its own process: its message, no traceback
+        print(f"zo-llm bench: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "zo-llm bench: interrupted; run the same command again to resume "
+            "(finished runs are kept, the interrupted one continues from its checkpoint)",
+            file=sys.stderr,
+        )
+        return 130
     out = Path(config.out)
     print(f"runs executed: {len(executed)} (finished runs are kept and not redone)")
     print((out / "results.md").read_text(), end="")
@@ -428,18 +498,61 @@ def _metrics_line(record: dict[str, Any]) -> str:
     )
 
 
+def resolve_eval_settings(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
+    """Eval settings: train's defaults < the model's run < ``--config`` TOML < flags.
+
+    A model saved by a run (``RUN/final``) is scored on that run's task with its
+    generation settings unless told otherwise, so ``zo-llm eval --model RUN/final``
+    repeats the run's held-out evaluation. Returns the settings and the run
+    config file they came from, if any.
+    """
+    from .runner import CONFIG_FILE, FINAL_DIR
+
+    keys = ("task", "task_options", *(name for name, _, _ in EVAL_SETTINGS))
+    defaults = dataclasses.asdict(TrainConfig())
+    toml = config_from_toml(args.config) if args.config else {}
+    unknown = sorted(set(toml) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"{args.config}: unknown key(s) {', '.join(unknown)}; "
+            f"valid keys: {', '.join(sorted(defaults))}"
+        )
+    model = getattr(args, "model", toml.get("model"))
+    if not model:
+        raise ValueError("no model given: pass --model (an alias, hub id or RUN/final folder)")
+    settings = {key: defaults[key] for key in keys}
+    run_config = Path(model).parent / CONFIG_FILE
+    source = None
+    if Path(model).name == FINAL_DIR and run_config.exists():
+        saved = json.loads(run_config.read_text())["config"]
+        settings.update({key: saved[key] for key in keys if key in saved})
+        source = str(run_config)
+    if "task" in toml and toml["task"] != settings["task"]:
+        settings["task_options"] = {}  # another task's options do not carry over
+    settings.update({key: toml[key] for key in keys if key in toml})
+    if hasattr(args, "task") and args.task != settings["task"]:
+        settings["task"], settings["task_options"] = args.task, {}
+    settings.update({name: getattr(args, name) for name in keys if hasattr(args, name)})
+    options = dict(settings["task_options"])
+    options.update(parse_key_values(args.task_opt, "task"))
+    if hasattr(args, "data"):
+        options["data"] = args.data
+    settings["task_options"] = options
+    return {"model": model, **settings}, source
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_sampled, evaluate_task
     from .models import TextGenerator, load_model
     from .runner import build_task
 
-    options = parse_key_values(args.task_opt, "task")
-    if hasattr(args, "data"):
-        options["data"] = args.data
-    task = build_task(args.task, options)
-    model, tokenizer = load_model(args.model, args.dtype, args.device)
-    examples = list(task.examples(args.split))[: args.eval_size]
-    generator = TextGenerator(model, tokenizer, args.max_new_tokens, args.generation_batch_size)
+    settings, source = resolve_eval_settings(args)
+    task = build_task(settings["task"], settings["task_options"])
+    model, tokenizer = load_model(settings["model"], settings["dtype"], settings["device"])
+    examples = list(task.examples(args.split))[: settings["eval_size"]]
+    generator = TextGenerator(
+        model, tokenizer, settings["max_new_tokens"], settings["generation_batch_size"]
+    )
     metrics, completions = evaluate_task(generator, task, examples)
     output: dict[str, Any] = {"metrics": metrics, "completions": completions}
     if args.samples:
@@ -450,7 +563,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.reference:
         from .divergence import kl_from_reference
 
-        reference, _ = load_model(args.reference, args.dtype, args.device)
+        reference, _ = load_model(args.reference, settings["dtype"], settings["device"])
         prompts = [task.prompt(e) for e in examples]
         metrics.update(
             kl_from_reference(
@@ -458,15 +571,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 reference,
                 tokenizer,
                 prompts,
-                args.max_new_tokens,
-                args.generation_batch_size,
+                settings["max_new_tokens"],
+                settings["generation_batch_size"],
             )
         )
     print(
         json.dumps(
             {
-                "model": args.model,
-                "task": args.task,
+                "model": settings["model"],
+                "task": settings["task"],
+                **({"settings_from": source} if source else {}),
                 "split": args.split,
                 "examples": len(examples),
                 **({"reference": args.reference} if args.reference else {}),

@@ -33,7 +33,8 @@ import torch
 
 from . import __version__
 from .config import make_config
-from .evaluation import SequentialEvaluator, evaluate_task
+from .divergence import kl_from_reference
+from .evaluation import SequentialEvaluator, evaluate_sampled, evaluate_task
 from .logging import RunLogger, read_metrics
 from .memory import peak_memory_mb
 from .models.generation import TextGenerator
@@ -78,6 +79,20 @@ class TrainConfig:
         metadata={"help": "also evaluate each time this many more sample evaluations are spent"},
     )
     eval_size: int | None = field(default=None, metadata={"help": "held-out examples (None: all)"})
+    eval_samples: int = field(
+        default=0,
+        metadata={"help": "also score N sampled completions per held-out prompt (sampled_*)"},
+    )
+    eval_temperature: float = field(
+        default=1.0, metadata={"help": "sampling temperature of --eval-samples"}
+    )
+    eval_kl: bool = field(
+        default=False,
+        metadata={
+            "help": "also report KL(model || base model) per token on the held-out prompts "
+            "(holds a second copy of the base model)"
+        },
+    )
     checkpoint_every: int = field(default=10, metadata={"help": "checkpoint period in iterations"})
     dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
@@ -105,6 +120,10 @@ class TrainConfig:
             raise ValueError(f"max_samples={self.max_samples} must be >= 1 (or None)")
         if self.eval_size is not None and self.eval_size < 1:
             raise ValueError(f"eval_size={self.eval_size} must be >= 1 (or None for all)")
+        if self.eval_samples < 0:
+            raise ValueError(f"eval_samples={self.eval_samples} must be >= 0 (0: greedy only)")
+        if self.eval_temperature <= 0:
+            raise ValueError(f"eval_temperature={self.eval_temperature} must be > 0")
 
 
 def build_task(name: str, options: dict[str, Any] | None = None) -> Task:
@@ -201,7 +220,15 @@ class Experiment:
         if model is None:
             if config.model is None:
                 raise ValueError("no model given: pass --model (a hub id or a local folder)")
+            if config.model.startswith("python:"):
+                raise ValueError(
+                    f"this run was given a model object ({config.model[7:]}), not a name; "
+                    "pass it again: resume(run, model=..., tokenizer=...)"
+                )
             model, tokenizer = load_model(config.model, config.dtype, config.device)
+        else:
+            # the object may be anything: never let a resume silently load another model
+            config.model = f"python:{type(model).__module__}.{type(model).__qualname__}"
         self.model, self.tokenizer = model, tokenizer
         self.task = task if task is not None else build_task(config.task, config.task_options)
         self.space = space if space is not None else build_space(config.space, config.space_options)
@@ -231,6 +258,7 @@ class Experiment:
         self.samples = 0  # sample evaluations so far: members x prompts
         self.evaluated_at: int | None = None
         self.records: list[dict[str, Any]] = []
+        self._reference: torch.nn.Module | None = None  # the base model, for eval_kl
 
     # --- the loop -------------------------------------------------------
 
@@ -277,16 +305,53 @@ class Experiment:
         }
 
     def evaluate(self) -> dict[str, Any]:
-        """Held-out metrics of the current model, as an eval record."""
+        """Held-out metrics of the current model, as an eval record (``time``: training only)."""
+        start = time.perf_counter()
         metrics, _ = evaluate_task(self.generator, self.task, self.eval_examples)
+        if self.config.eval_samples:
+            seed = self.config.seed * 1_000_003 + self.iteration  # resumes draw the same samples
+            sampled, _ = evaluate_sampled(
+                self.generator,
+                self.task,
+                self.eval_examples,
+                self.config.eval_samples,
+                self.config.eval_temperature,
+                seed,
+            )
+            metrics.update(sampled)
+        if self.config.eval_kl:
+            prompts = [self.task.prompt(e) for e in self.eval_examples]
+            metrics.update(
+                kl_from_reference(
+                    self.model,
+                    self._reference_model(),
+                    self.tokenizer,
+                    prompts,
+                    self.config.max_new_tokens,
+                    self.config.generation_batch_size,
+                )
+            )
         return {
             "type": "eval",
             "iteration": self.iteration,
             "split": "eval",
             **metrics,
             "time": self.elapsed,
+            "eval_seconds": time.perf_counter() - start,
             "samples": self.samples,
         }
+
+    def _reference_model(self) -> torch.nn.Module:
+        """The base model, loaded once by name, for ``eval_kl``."""
+        if self._reference is None:
+            name = self.config.model
+            if name is None or name.startswith("python:"):
+                raise ValueError(
+                    "eval_kl compares with the base model loaded again by name; give --model "
+                    "(an alias, hub id or folder) rather than a model object"
+                )
+            self._reference, _ = load_model(name, self.config.dtype, self.config.device)
+        return self._reference
 
     def run(self, logger: RunLogger | None = None) -> list[dict[str, Any]]:
         """Trains up to ``config.iterations`` and returns the records logged by this call.
@@ -441,6 +506,7 @@ def train(config: TrainConfig | None = None, **options: Any) -> Experiment:
 
     Objects can stand in for registry names: ``task=MyTask()``,
     ``space=FullWeights(...)``, ``model=<loaded model>`` with ``tokenizer=``.
+    ``data=PATH`` is the task's local data (``task_options={"data": PATH}``).
 
     Example::
 
@@ -453,6 +519,11 @@ def train(config: TrainConfig | None = None, **options: Any) -> Experiment:
     for key in ("model", "tokenizer"):
         if key in options and not isinstance(options[key], (str, type(None))):
             objects[key] = options.pop(key)
+    if "data" in options:
+        options["task_options"] = {
+            **options.get("task_options", {}),
+            "data": str(options.pop("data")),
+        }
     config = dataclasses.replace(config, **options) if config else TrainConfig(**options)
     experiment = Experiment(config, **objects)
     experiment.run()
