@@ -17,14 +17,16 @@ import time
 
 import torch
 
+from zo_llm.models.loading import DTYPES, load_model
 from zo_llm.parametrizations import FullWeights
 
 
 def build_model(path: str | None, dtype: torch.dtype) -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    if path:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    if path:  # an alias (zo-llm list), hub id, folder or .gguf file, on the CPU
+        name = {v: k for k, v in DTYPES.items()}[dtype]
+        model, _ = load_model(path, name, "cpu")
     else:
         torch.manual_seed(0)
         config = LlamaConfig(
@@ -80,7 +82,9 @@ def measure(model: torch.nn.Module, cycles: int, sigma: float, population: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="hub id or folder (default: a 7M Llama from a config)")
+    parser.add_argument(
+        "--model", help="alias, hub id, folder or .gguf file (default: a 7M Llama from a config)"
+    )
     parser.add_argument("--cycles", type=int, default=5, help="perturb+restore cycles timed")
     parser.add_argument("--sigma", type=float, default=1e-3)
     parser.add_argument("--population", type=int, default=30, help="seeds in the timed update")
