@@ -8,7 +8,8 @@ against iterations (one line per seed).
     python benchmarks/default_run.py --seeds 0,1,2 --out results/default_run
 
 Running it again with the same ``--out`` reuses the finished seeds and
-continues interrupted ones. Minutes are training plus held-out evaluation.
+continues interrupted ones (refusing folders made with other settings).
+Minutes are training plus held-out evaluation.
 
 Extra ``KEY=VALUE`` arguments override TrainConfig fields
 (``iterations=20``, ``strategy_options={"sigma": 0.01}`` as JSON).
@@ -17,19 +18,22 @@ Extra ``KEY=VALUE`` arguments override TrainConfig fields
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import statistics
 from pathlib import Path
 
 import zo_llm
-from zo_llm.runner import CHECKPOINT_FILE, TrainConfig
+from zo_llm.runner import CHECKPOINT_FILE, TrainConfig, load_run_config
 
 
 def run_seed(seed: int, out: Path, overrides: dict) -> dict:
     """Trains one seed, or continues its folder from an earlier call (a finished one is reused)."""
     folder = out / f"seed{seed}"
     config = TrainConfig(seed=seed, out=str(folder), progress=False, **overrides)
+    if (folder / CHECKPOINT_FILE).exists():
+        check_same_settings(folder, config)
     if (folder / "final").exists():
         pass  # finished by an earlier call: read its numbers back
     elif (folder / CHECKPOINT_FILE).exists():
@@ -50,6 +54,27 @@ def run_seed(seed: int, out: Path, overrides: dict) -> dict:
         "curve": [(r["iteration"], r[metric]) for r in evals],
         "minutes": seconds / 60,
     }
+
+
+def check_same_settings(folder: Path, config: TrainConfig) -> None:
+    """Refuses to reuse a seed folder made with other settings than this call's."""
+    saved = load_run_config(folder)
+    wanted = dataclasses.asdict(config)
+    differing = [
+        key
+        for key, value in wanted.items()
+        if key not in ("out", "progress", "threads")
+        and (
+            {k: saved[key].get(k) for k in value} != value
+            if isinstance(value, dict)  # saved options are resolved: compare those given
+            else saved.get(key) != value
+        )
+    ]
+    if differing:
+        raise SystemExit(
+            f"{folder} was made with other settings ({', '.join(differing)}); "
+            "pass another --out or delete it"
+        )
 
 
 def _metric(record: dict) -> str:

@@ -169,6 +169,13 @@ def test_a_changed_config_is_refused_before_any_run(bench):
     assert marker.stat().st_mtime_ns == stamp  # nothing was redone
 
 
+def test_runs_of_another_zo_llm_version_are_refused(bench, monkeypatch):
+    config, _ = bench
+    monkeypatch.setattr("zo_llm.bench.__version__", "9.9.9")  # rewards may have changed since
+    with pytest.raises(ValueError, match=rf"zo-llm version \(run: '{zo_llm.__version__}', now"):
+        run_bench(config)
+
+
 def test_entries_with_one_name_need_labels(tmp_path):
     entries = [Entry("es", {"sigma": 1e-3}), Entry("es", {"sigma": 1e-2})]
     with pytest.raises(ValueError, match="same run folder name es--full--countdown-easy") as error:

@@ -188,8 +188,17 @@ def test_eval_reads_a_train_toml(model_dir, tmp_path, capsys):
         "countdown",
         4,
     )
-    assert main(["eval"]) == 2
-    assert_clean_error(capsys, "no model given", "--model")
+
+    # a run's own task options stay under a TOML that only adds to them
+    run = train_run(model_dir, tmp_path / "run", capsys)
+    extra = tmp_path / "extra.toml"
+    extra.write_text("[task]\neval_size = 3\n")  # no name: the run's task
+    assert main(["eval", "--model", str(run / "final"), "--config", str(extra)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["task"], printed["examples"]) == ("countdown", 3)
+    # the run's eval size counts held-out examples: the train split is scored whole
+    assert main(["eval", "--model", str(run / "final"), "--split", "train"]) == 0
+    assert json.loads(capsys.readouterr().out)["examples"] == 8  # the run's train_size
 
 
 def test_eval_writes_completions(model_dir, tmp_path, capsys):
@@ -408,3 +417,21 @@ def test_argparse_errors_exit_2(capsys):
         main(["train", "--iterations", "many"])
     assert exit_info.value.code == 2
     assert "invalid int value" in capsys.readouterr().err
+
+
+def test_eval_of_a_task_object_run_asks_for_the_task(tokenizer, tmp_path, capsys):
+    from conftest import make_char_task, tiny_model
+
+    run = tmp_path / "run"
+    zo_llm.train(
+        model=tiny_model(len(tokenizer)),
+        tokenizer=tokenizer,
+        task=make_char_task(),
+        iterations=1,
+        batch_size=2,
+        max_new_tokens=4,
+        progress=False,
+        out=str(run),
+    )
+    assert main(["eval", "--model", str(run / "final")]) == 2
+    assert_clean_error(capsys, "task object", "pass --task")

@@ -129,6 +129,7 @@ def test_prefilled_think_counts_as_present():
     completion = " 55 + 36 = 91, 91 - 26 = 65.</think>\n<answer>55 + 36 - 19 - 7</answer>"
     assert task.reward(example, completion) == pytest.approx(1.1)
     assert task.reward(example, "<think>" + completion) == pytest.approx(1.1)
+    assert task.reward(example, " " + completion) == pytest.approx(1.1)  # the tag is prepended
     # Without a prefilled prompt the missing tag costs the format bonus.
     assert score_countdown(completion, NUMBERS, TARGET).reward == pytest.approx(1.05)
     plain = CountdownTask(CountdownConfig(prompt_template="{numbers} -> {target}"))

@@ -17,7 +17,7 @@ Any strategy also maximises a plain Python function of a vector::
                              iterations=50)
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .blackbox import BlackBoxResult, maximize  # noqa: E402
 from .divergence import kl_from_reference  # noqa: E402

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .bench_report import plot, summarise, write_tables
 from .config import make_config
 from .parametrizations.base import PARAMETRIZATIONS
@@ -289,9 +290,10 @@ class BenchConfig:
     def check_kept_runs(self) -> None:
         """Refuses kept run folders (finished or checkpointed) made with other settings.
 
-        Compared: the :data:`COMPARED_KEYS` of each folder's ``run_config.json``
-        against the config this bench would run, with the component options
-        resolved through their config classes (the saved file holds every default).
+        Compared: the zo-llm version that made the run and the
+        :data:`COMPARED_KEYS` of each folder's ``run_config.json`` against the
+        config this bench would run, with the component options resolved
+        through their config classes (the saved file holds every default).
         """
         for run in self.plan():
             folder = Path(run.config.out)
@@ -300,6 +302,9 @@ class BenchConfig:
                 continue
             saved = load_run_config(folder)
             differing = []
+            made_by = json.loads((folder / CONFIG_FILE).read_text()).get("zo_llm_version")
+            if made_by != __version__:  # rewards or splits may have changed since
+                differing.append(f"zo-llm version (run: {made_by!r}, now: {__version__!r})")
             for key, want in _comparable(run.config).items():
                 have = saved.get(key)
                 if isinstance(want, _Given):  # unresolvable options: compare those given

@@ -503,12 +503,14 @@ def resolve_eval_settings(args: argparse.Namespace) -> tuple[dict[str, Any], str
 
     A model saved by a run (``RUN/final``) is scored on that run's task with its
     generation settings unless told otherwise, so ``zo-llm eval --model RUN/final``
-    repeats the run's held-out evaluation. Returns the settings and the run
-    config file they came from, if any.
+    repeats the run's held-out evaluation (greedy: the run's ``eval_samples`` and
+    ``eval_kl`` are not repeated; ``--samples`` and ``--reference`` do that). A
+    later layer naming another task starts from that task's defaults; naming the
+    same task adds its options to those before it. Returns the settings and the
+    run config file they came from, if any.
     """
     from .runner import CONFIG_FILE, FINAL_DIR
 
-    keys = ("task", "task_options", *(name for name, _, _ in EVAL_SETTINGS))
     defaults = dataclasses.asdict(TrainConfig())
     toml = config_from_toml(args.config) if args.config else {}
     unknown = sorted(set(toml) - set(defaults))
@@ -517,27 +519,36 @@ def resolve_eval_settings(args: argparse.Namespace) -> tuple[dict[str, Any], str
             f"{args.config}: unknown key(s) {', '.join(unknown)}; "
             f"valid keys: {', '.join(sorted(defaults))}"
         )
-    model = getattr(args, "model", toml.get("model"))
-    if not model:
-        raise ValueError("no model given: pass --model (an alias, hub id or RUN/final folder)")
-    settings = {key: defaults[key] for key in keys}
+    flags = {name: getattr(args, name) for name, _, _ in EVAL_SETTINGS if hasattr(args, name)}
+    if hasattr(args, "task"):
+        flags["task"] = args.task
+    flags["task_options"] = parse_key_values(args.task_opt, "task")
+    if hasattr(args, "data"):
+        flags["task_options"]["data"] = args.data
+    model = getattr(args, "model", toml.get("model", defaults["model"]))
     run_config = Path(model).parent / CONFIG_FILE
+    keys = ("task", "task_options", *(name for name, _, _ in EVAL_SETTINGS))
+    layers = [{key: defaults[key] for key in keys}]
     source = None
     if Path(model).name == FINAL_DIR and run_config.exists():
         saved = json.loads(run_config.read_text())["config"]
-        settings.update({key: saved[key] for key in keys if key in saved})
+        run = {key: saved[key] for key in keys if key in saved}
+        if args.split != "eval":
+            run.pop("eval_size", None)  # the run's eval_size counts held-out examples
+        layers.append(run)
         source = str(run_config)
-    if "task" in toml and toml["task"] != settings["task"]:
-        settings["task_options"] = {}  # another task's options do not carry over
-    settings.update({key: toml[key] for key in keys if key in toml})
-    if hasattr(args, "task") and args.task != settings["task"]:
-        settings["task"], settings["task_options"] = args.task, {}
-    settings.update({name: getattr(args, name) for name in keys if hasattr(args, name)})
-    options = dict(settings["task_options"])
-    options.update(parse_key_values(args.task_opt, "task"))
-    if hasattr(args, "data"):
-        options["data"] = args.data
-    settings["task_options"] = options
+    layers += [{key: toml[key] for key in keys if key in toml}, flags]
+    settings: dict[str, Any] = {"task_options": {}}
+    for layer in layers:
+        if "task" in layer and layer["task"] != settings.get("task"):
+            settings["task_options"] = {}  # another task's options do not carry over
+        options = {**settings["task_options"], **layer.get("task_options", {})}
+        settings.update(layer, task_options=options)
+    if settings["task"].startswith("python:") and "task" not in flags:
+        raise ValueError(
+            f"the run was trained on a task object ({settings['task'][7:]}) that eval cannot "
+            "rebuild; pass --task (a registered name, module:object or data file)"
+        )
     return {"model": model, **settings}, source
 
 

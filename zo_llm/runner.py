@@ -258,7 +258,8 @@ class Experiment:
         self.samples = 0  # sample evaluations so far: members x prompts
         self.evaluated_at: int | None = None
         self.records: list[dict[str, Any]] = []
-        self._reference: torch.nn.Module | None = None  # the base model, for eval_kl
+        # the base model for eval_kl, loaded now: its loading is no evaluation's time
+        self._reference = self._load_reference() if config.eval_kl else None
 
     # --- the loop -------------------------------------------------------
 
@@ -324,7 +325,7 @@ class Experiment:
             metrics.update(
                 kl_from_reference(
                     self.model,
-                    self._reference_model(),
+                    self._reference,
                     self.tokenizer,
                     prompts,
                     self.config.max_new_tokens,
@@ -341,17 +342,16 @@ class Experiment:
             "samples": self.samples,
         }
 
-    def _reference_model(self) -> torch.nn.Module:
-        """The base model, loaded once by name, for ``eval_kl``."""
-        if self._reference is None:
-            name = self.config.model
-            if name is None or name.startswith("python:"):
-                raise ValueError(
-                    "eval_kl compares with the base model loaded again by name; give --model "
-                    "(an alias, hub id or folder) rather than a model object"
-                )
-            self._reference, _ = load_model(name, self.config.dtype, self.config.device)
-        return self._reference
+    def _load_reference(self) -> torch.nn.Module:
+        """The base model, loaded again by name, for ``eval_kl``."""
+        name = self.config.model
+        if name is None or name.startswith("python:"):
+            raise ValueError(
+                "eval_kl compares with the base model loaded again by name; give --model "
+                "(an alias, hub id or folder) rather than a model object"
+            )
+        reference, _ = load_model(name, self.config.dtype, self.config.device)
+        return reference
 
     def run(self, logger: RunLogger | None = None) -> list[dict[str, Any]]:
         """Trains up to ``config.iterations`` and returns the records logged by this call.

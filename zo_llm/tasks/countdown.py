@@ -222,10 +222,10 @@ def score_countdown(
       numbers: the numbers that must each be used exactly once.
       target: the value the answer must reach (within :data:`TOLERANCE`).
       think_prefilled: the prompt itself ends with ``<think>``. The model was made
-        to start inside the think block, so the opening tag counts as present
-        when the completion does not repeat it.
+        to start inside the think block, so, as in the paper's grader, ``<think>``
+        is put in front of the completion before it is graded.
     """
-    if think_prefilled and not completion.lstrip().startswith("<think>"):
+    if think_prefilled:  # as the paper's grader: the opening tag is the prompt's
         completion = "<think>" + completion
     fmt = format_score(completion)
     answer = extract_answer(completion)

@@ -116,8 +116,8 @@ class GSM8KConfig(TaskConfig):
     few_shot: int = field(
         default=0,
         metadata={
-            "help": "Worked examples shown before the question: the first N training problems, "
-            "which are then left out of training."
+            "help": "Worked examples shown before the question: the first N of the "
+            "train_size training problems, which are then left out of training."
         },
     )
     instruction: str = field(
@@ -148,16 +148,17 @@ class GSM8KTask(Task):
         if cfg.data is None:
             train, test = _load_hub()
         else:
-            cut = cfg.train_size + cfg.few_shot if cfg.train_size else None  # one file: shots too
-            train, test = load_splits(cfg.data, FIELDS, "gsm8k", cut)
-        if cfg.few_shot >= len(train):
+            train, test = load_splits(cfg.data, FIELDS, "gsm8k", cfg.train_size)
+        size = min(len(train), cfg.train_size or len(train))
+        if cfg.few_shot >= size:
             raise ValueError(
-                f"gsm8k: few_shot={cfg.few_shot} leaves none of the {len(train)} train problems "
-                "to train on; lower few_shot"
+                f"gsm8k: few_shot={cfg.few_shot} leaves none of the {size} train problems "
+                "to train on; lower few_shot or raise train_size"
             )
-        # the worked examples are held apart: a prompt never shows the answer it is asked for
-        shots, train = train[: cfg.few_shot], train[cfg.few_shot :]
+        # the worked examples are held apart: a prompt never shows the answer it is asked
+        # for; the held-out problems do not depend on few_shot
         train = train[: cfg.train_size] if cfg.train_size else train
+        shots, train = train[: cfg.few_shot], train[cfg.few_shot :]
         test = test[: cfg.eval_size] if cfg.eval_size else test
         return {"train": train, "eval": test, "shots": shots}
 
