@@ -184,3 +184,11 @@ def test_vector_strategy_state_saved_between_ask_and_tell(name):
         s.tell(pending, rewards_of(pending, s.space))
     assert restored.ask() == strategy.ask()
     assert torch.equal(restored.space.get_vector(), strategy.space.get_vector())
+
+
+def test_cma_es_refuses_a_population_pycma_cannot_run():
+    from zo_llm.strategies import CMAESConfig
+
+    with pytest.raises(ValueError, match="population=2 is too small; use 3 or more"):
+        CMAESConfig(population=2)
+    assert CMAESConfig(population=3).population == 3

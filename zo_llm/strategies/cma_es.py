@@ -65,8 +65,9 @@ class CMAESConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.population is not None and self.population < 2:
-            raise ValueError(f"population={self.population} is too small; use 2 or more (or None)")
+        if self.population is not None and self.population < 3:
+            # pycma 4.x fails at popsize 2 on large spaces ("unused injected direction")
+            raise ValueError(f"population={self.population} is too small; use 3 or more (or None)")
         if not self.sigma > 0:
             raise ValueError(f"sigma={self.sigma} must be positive")
         for key in self.options:
