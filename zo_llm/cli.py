@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--model",
         default=argparse.SUPPRESS,
-        help="alias, hub id, model folder or .gguf file (e.g. RUN/final)",
+        help="alias, hub id, model folder or .gguf file, e.g. RUN/final (default: the TOML's, "
+        "else zo-tiny)",
     )
     evaluate.add_argument(
         "--task",
@@ -124,13 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="task option, repeatable (see zo-llm list)",
     )
-    evaluate.add_argument("--split", default="eval", choices=["train", "eval"])
+    evaluate.add_argument(
+        "--split", default="eval", choices=["train", "eval"], help="examples scored (default: eval)"
+    )
     for name, kind, text in EVAL_SETTINGS:
         evaluate.add_argument(
             "--" + name.replace("_", "-"),
             type=kind,
             default=argparse.SUPPRESS,
-            help=f"{text} (default: the run's, else {getattr(TrainConfig(), name)})",
+            help=f"{text} (default: the run's, else {getattr(TrainConfig(), name) or 'all'})",
         )
     _add_data_flag(evaluate)
     evaluate.add_argument(
