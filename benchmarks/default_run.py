@@ -25,6 +25,7 @@ import statistics
 from pathlib import Path
 
 import zo_llm
+from zo_llm.bench_report import with_wall_time
 from zo_llm.runner import CHECKPOINT_FILE, TrainConfig, load_run_config
 
 
@@ -42,17 +43,15 @@ def run_seed(seed: int, out: Path, overrides: dict) -> dict:
         if folder.exists():
             shutil.rmtree(folder)  # started but never checkpointed: nothing to keep
         zo_llm.train(config)
-    records = zo_llm.read_metrics(folder)
-    evals = [r for r in records if r["type"] == "eval"]
+    evals = with_wall_time(zo_llm.read_metrics(folder))
     metric = _metric(evals[0])
-    seconds = max(r["time"] for r in records) + sum(r.get("eval_seconds", 0.0) for r in evals)
     return {
         "seed": seed,
         "metric": metric,
         "before": evals[0][metric],
         "after": evals[-1][metric],
         "curve": [(r["iteration"], r[metric]) for r in evals],
-        "minutes": seconds / 60,
+        "minutes": evals[-1]["wall"] / 60,
     }
 
 

@@ -12,6 +12,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)  # tests may run side by side on few cores
 
 
+#: metrics.jsonl fields that measure the machine, not the run: two equal runs differ in them.
+MACHINE_FIELDS = ("time", "iteration_seconds", "eval_seconds", "peak_memory_mb")
+
+
+def run_numbers(records):
+    """Metrics records without :data:`MACHINE_FIELDS`: what must be equal between equal runs."""
+    return [{k: v for k, v in r.items() if k not in MACHINE_FIELDS} for r in records]
+
+
 def char_tokenizer():
     """A character-level fast tokenizer (printable ASCII) with <pad>, <s>, </s>."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers

@@ -9,6 +9,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from conftest import run_numbers
 
 import zo_llm
 from zo_llm.bench import DONE_MARKER, BenchConfig, Entry, run_bench
@@ -18,8 +19,6 @@ from zo_llm.runner import CHECKPOINT_FILE, Experiment, TrainConfig
 FAST = {"batch_size": 4, "eval_size": 8, "max_new_tokens": 40, "eval_every": 1, "threads": 1}
 ES = Entry("es", {"population": 4})
 MEZO = Entry("mezo", {"lr": 0.05, "eps": 0.01}, label="mezo-lr0.05")
-#: Fields that measure the machine, not the run: they differ between two equal runs.
-TIMING = ("time", "iteration_seconds", "eval_seconds", "peak_memory_mb")
 NUMERIC = ("_mean", "_std", "samples", "_seconds", "_mb")  # results.csv columns always numbers
 
 
@@ -48,13 +47,20 @@ def runs_of(config: BenchConfig, key: str) -> list[list[dict]]:
     return [zo_llm.read_metrics(r.config.out) for r in config.plan() if r.row[0] == key]
 
 
-def without_timing(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+def toml_config(folder: Path, text: str) -> BenchConfig:
+    """The bench config of a TOML file holding ``text``."""
+    path = folder / "bench.toml"
+    path.write_text(text)
+    return BenchConfig.from_toml(path)
+
+
+def run_names(config: BenchConfig) -> list[str]:
+    return [name for name, _ in config.runs()]
 
 
 def test_a_bench_writes_tables_and_plots(bench):
     config, executed = bench
-    assert executed == [name for name, _ in config.runs()] and len(executed) == 4
+    assert executed == run_names(config) and len(executed) == 4
     assert Path(config.runs()[2][1].out).name == "mezo-lr0.05--full--countdown-easy--seed0"
     out = Path(config.out)
     assert (out / "results.csv").stat().st_size > 0
@@ -150,7 +156,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_metrics(bench, tmp_path
     uninterrupted = zo_llm.read_metrics(Path(config.out) / "runs" / name)
     resumed = zo_llm.read_metrics(folder)
     assert [r["iteration"] for r in resumed if r["type"] == "train"] == [1, 2]
-    assert without_timing(resumed) == without_timing(uninterrupted)
+    assert run_numbers(resumed) == run_numbers(uninterrupted)
     assert (folder / "final" / "config.json").exists() and (folder / DONE_MARKER).exists()
 
 
@@ -182,14 +188,13 @@ def test_entries_with_one_name_need_labels(tmp_path):
         BenchConfig(strategies=entries, out=str(tmp_path))
     assert "{'sigma': 0.001} and es {'sigma': 0.01}" in str(error.value)
     assert "label = " in str(error.value)
-    toml = tmp_path / "bench.toml"
-    toml.write_text(
+    config = toml_config(
+        tmp_path,
         f'out = "{tmp_path}"\nseeds = [0]\n'
         '[[strategies]]\nname = "es"\nlabel = "es-1e-3"\nsigma = 1e-3\n'
-        '[[strategies]]\nname = "es"\nlabel = "es-1e-2"\nsigma = 1e-2\n'
+        '[[strategies]]\nname = "es"\nlabel = "es-1e-2"\nsigma = 1e-2\n',
     )
-    config = BenchConfig.from_toml(toml)
-    assert [name for name, _ in config.runs()] == [
+    assert run_names(config) == [
         "es-1e-3--full--countdown-easy--seed0",
         "es-1e-2--full--countdown-easy--seed0",
     ]
@@ -218,14 +223,13 @@ def test_names_options_and_pairings_are_checked_up_front(tmp_path):
     )
     fails("restricted to spaces lora", strategies=[Entry("cma-es", spaces=("lora",))])
     assert not Path(out).exists()
-    toml = tmp_path / "bench.toml"
-    toml.write_text(
+    config = toml_config(
+        tmp_path,
         f'out = "{out}"\nspaces = ["full", {{ name = "svd", rank = 2 }}]\n'
         '[[strategies]]\nname = "es"\n'
-        '[[strategies]]\nname = "cma-es"\nspaces = ["svd"]\nsigma = 0.05\n'
+        '[[strategies]]\nname = "cma-es"\nspaces = ["svd"]\nsigma = 0.05\n',
     )
-    config = BenchConfig.from_toml(toml)
-    assert [name for name, _ in config.runs()] == [
+    assert run_names(config) == [
         "es--full--countdown-easy--seed0",
         "es--svd--countdown-easy--seed0",
         "cma-es--svd--countdown-easy--seed0",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_char_task, run_numbers, tiny_model
 from transformers import AutoModelForCausalLM
 
 import zo_llm
@@ -310,14 +311,7 @@ def test_resume_continues_to_more_iterations(model_dir, tmp_path, capsys):
 
     # the same numbers and weights as a run that never stopped
     whole = train_run(model_dir, tmp_path / "whole", capsys, "--iterations", "4")
-    machine = ("time", "iteration_seconds", "peak_memory_mb", "eval_seconds")
-
-    def numbers(folder):
-        return [
-            {k: v for k, v in r.items() if k not in machine} for r in zo_llm.read_metrics(folder)
-        ]
-
-    assert numbers(run) == numbers(whole)
+    assert run_numbers(zo_llm.read_metrics(run)) == run_numbers(zo_llm.read_metrics(whole))
     resumed_final = AutoModelForCausalLM.from_pretrained(run / "final").state_dict()
     for name, tensor in AutoModelForCausalLM.from_pretrained(whole / "final").state_dict().items():
         assert torch.equal(tensor, resumed_final[name]), name
@@ -420,7 +414,6 @@ def test_argparse_errors_exit_2(capsys):
 
 
 def test_eval_of_a_task_object_run_asks_for_the_task(tokenizer, tmp_path, capsys):
-    from conftest import make_char_task, tiny_model
 
     run = tmp_path / "run"
     zo_llm.train(

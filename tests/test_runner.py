@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_char_task, tiny_model
+from conftest import make_char_task, run_numbers, tiny_model
 
 import zo_llm
 from zo_llm import Experiment
@@ -20,12 +20,6 @@ FAST = {"batch_size": 4, "max_new_tokens": 8, "progress": False}
 #: ES settings under which the char task's rewards differ between members and iterations.
 CHAR_ES = {"population": 8, "sigma": 0.05, "lr": 0.1, "antithetic": True}
 COUNTDOWN = {"train_size": 8, "eval_size": 4}
-#: Fields that measure the machine, not the run: excluded when runs are compared.
-TIME_FIELDS = ("time", "iteration_seconds", "eval_seconds", "peak_memory_mb")
-
-
-def without_time(records):
-    return [{k: v for k, v in r.items() if k not in TIME_FIELDS} for r in records]
 
 
 def of_type(records, kind):
@@ -181,7 +175,7 @@ def test_resume_continues_bit_identically(tokenizer, tmp_path, options, first_le
 
     assert resumed.iteration == 6
     assert_same_weights(resumed.model, whole.model)
-    assert without_time(zo_llm.read_metrics(tmp_path / "b")) == without_time(whole.records)
+    assert run_numbers(zo_llm.read_metrics(tmp_path / "b")) == run_numbers(whole.records)
     assert load_run_config(tmp_path / "b")["iterations"] == 6
     from transformers import AutoModelForCausalLM
 
@@ -222,7 +216,7 @@ def test_resume_after_crash_cuts_the_log_back(tokenizer, tmp_path, monkeypatch):
     )
     records = zo_llm.read_metrics(run)
     assert [r["iteration"] for r in of_type(records, "train")] == [1, 2, 3, 4]  # 3 not twice
-    assert without_time(records) == without_time(whole.records)
+    assert run_numbers(records) == run_numbers(whole.records)
     assert_same_weights(resumed.model, whole.model)
 
     # TensorBoard: the steps logged after the checkpoint are purged, not duplicated.
@@ -289,7 +283,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tokenizer):
     second = train_char(tokenizer, iterations=3, seed=5)
     other = train_char(tokenizer, iterations=3, seed=6)
 
-    assert without_time(first.records) == without_time(second.records)
+    assert run_numbers(first.records) == run_numbers(second.records)
     assert_same_weights(first.model, second.model)
 
     def rewards(experiment):
@@ -525,7 +519,7 @@ def test_evaluations_can_add_sampled_metrics_and_kl_from_the_base(model_dir, tmp
         model=str(model_dir), task=make_char_task(), iterations=3, out=str(whole), **settings
     )
     zo_llm.resume(run, iterations=3, task=make_char_task())
-    assert without_time(zo_llm.read_metrics(run)) == without_time(zo_llm.read_metrics(whole))
+    assert run_numbers(zo_llm.read_metrics(run)) == run_numbers(zo_llm.read_metrics(whole))
 
 
 def test_kl_needs_a_named_base_model(tokenizer):

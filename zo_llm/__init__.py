@@ -21,7 +21,7 @@ __version__ = "0.2.0"
 
 from .blackbox import BlackBoxResult, maximize  # noqa: E402
 from .divergence import kl_from_reference  # noqa: E402
-from .evaluation import evaluate_sampled, evaluate_task  # noqa: E402
+from .evaluation import evaluate_heldout, evaluate_sampled, evaluate_task  # noqa: E402
 from .logging import read_metrics  # noqa: E402
 from .models import TextGenerator, load_model  # noqa: E402
 from .parametrizations import (  # noqa: E402
@@ -117,6 +117,7 @@ __all__ = [
     "UnknownNameError",
     "VectorCandidate",
     "XNESConfig",
+    "evaluate_heldout",
     "evaluate_sampled",
     "evaluate_task",
     "kl_from_reference",

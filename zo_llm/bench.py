@@ -43,10 +43,9 @@ from . import __version__
 from .bench_report import plot, summarise, write_tables
 from .config import make_config
 from .parametrizations.base import PARAMETRIZATIONS
-from .runner import CHECKPOINT_FILE, CONFIG_FILE, TrainConfig, load_run_config
-from .strategies.base import STRATEGIES
+from .runner import CHECKPOINT_FILE, CONFIG_FILE, TrainConfig, load_run_config, task_reference
+from .strategies.base import STRATEGIES, spaces_searched_by
 from .tasks.base import TASKS
-from .tasks.loading import BUILDERS as DATA_SUFFIXES
 
 DONE_MARKER = "bench_done"
 #: Characters a label may use: it becomes part of a folder name.
@@ -248,9 +247,7 @@ class BenchConfig:
             if supported & kinds:
                 continue
             fitting = [s.key for s in self.spaces if PARAMETRIZATIONS.get(s.name).kinds & supported]
-            registered = [
-                n for n in PARAMETRIZATIONS.names() if PARAMETRIZATIONS.get(n).kinds & supported
-            ]
+            registered = spaces_searched_by(supported)
             fix = (
                 f'restrict it with spaces = ["{fitting[0]}"] in its [[strategies]] table'
                 if fitting
@@ -375,13 +372,10 @@ def _options(cls: type, options: dict[str, Any], owner: str) -> dict[str, Any]:
 
 def _resolve_task_options(task: Entry) -> dict[str, Any] | _Given:
     """A task entry's full options, as a run saves them (every default filled in)."""
-    name = task.name
-    if ":" in name and not name.startswith("python:") and not Path(name).exists():
-        return _Given(_json(task.options))  # module:object: checked when the run imports it
-    options = dict(task.options)
-    if name not in TASKS and (Path(name).suffix in DATA_SUFFIXES or Path(name).is_dir()):
-        name, options = "file", {**options, "data": task.name}
-    return _options(TASKS.get(name), options, f"task {task.key!r}")
+    registered, options = task_reference(task.name, task.options)
+    if registered is None:
+        return _Given(_json(options))  # module:object: checked when the run imports it
+    return _options(TASKS.get(registered), options, f"task {task.key!r}")
 
 
 def _comparable(config: TrainConfig) -> dict[str, Any]:

@@ -133,7 +133,7 @@ def write_tables(rows: list[dict[str, Any]], out: Path) -> None:
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
 
-def _with_wall_time(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def with_wall_time(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The eval records, each with ``wall``: training seconds plus evaluation seconds so far."""
     evals, spent = [], 0.0
     for record in records:
@@ -163,7 +163,7 @@ def plot(config: BenchConfig, out: Path) -> None:
             )
             if many
         )
-        curves.setdefault(label, []).append(_with_wall_time(records[run.name]))
+        curves.setdefault(label, []).append(with_wall_time(records[run.name]))
     for x_key, x_label, filename in (
         ("samples", "sample evaluations (members x prompts)", "heldout_vs_samples.png"),
         ("wall", "wall time (s): training + held-out evaluations", "heldout_vs_time.png"),

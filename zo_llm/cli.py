@@ -128,12 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--split", default="eval", choices=["train", "eval"], help="examples scored (default: eval)"
     )
-    for name, kind, text in EVAL_SETTINGS:
+    hints, fields = (
+        typing.get_type_hints(TrainConfig),
+        {f.name: f for f in dataclasses.fields(TrainConfig)},
+    )
+    for name in EVAL_SETTINGS:
+        default = getattr(TrainConfig(), name)
         evaluate.add_argument(
             "--" + name.replace("_", "-"),
-            type=kind,
+            type=_scalar_type(hints[name]),
             default=argparse.SUPPRESS,
-            help=f"{text} (default: the run's, else {getattr(TrainConfig(), name) or 'all'})",
+            help=f"{fields[name].metadata['help']} (default: the run's, else {default})",
         )
     _add_data_flag(evaluate)
     evaluate.add_argument(
@@ -176,14 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Generation settings of ``zo-llm eval`` shared with ``zo-llm train``: (name, type, help).
-EVAL_SETTINGS = (
-    ("eval_size", int, "first N examples only"),
-    ("max_new_tokens", int, "tokens generated per prompt"),
-    ("generation_batch_size", int, "prompts per forward batch"),
-    ("dtype", str, "float32, bfloat16 or float16"),
-    ("device", str, "auto, cpu, cuda or cuda:N"),
-)
+#: TrainConfig fields that ``zo-llm eval`` shares with ``zo-llm train`` (flags and help alike).
+EVAL_SETTINGS = ("eval_size", "max_new_tokens", "generation_batch_size", "dtype", "device")
 
 EVAL_EPILOG = """\
 examples:
@@ -393,16 +392,22 @@ def config_from_toml(path: Path) -> dict[str, Any]:
     return fields
 
 
-def resolve_train_config(args: argparse.Namespace) -> dict[str, Any]:
-    """Merges defaults, the TOML file and flags into TrainConfig keyword arguments."""
-    fields = config_from_toml(args.config) if args.config else {}
+def train_toml(path: Path | None) -> dict[str, Any]:
+    """The TrainConfig fields of a ``zo-llm train`` TOML file ({} without one); checks keys."""
+    fields = config_from_toml(path) if path else {}
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(fields) - names)
     if unknown:
         raise ValueError(
-            f"{args.config}: unknown key(s) {', '.join(unknown)}; "
-            f"valid keys: {', '.join(sorted(names))}"
+            f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}"
         )
+    return fields
+
+
+def resolve_train_config(args: argparse.Namespace) -> dict[str, Any]:
+    """Merges defaults, the TOML file and flags into TrainConfig keyword arguments."""
+    fields = train_toml(args.config)
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
     for name in names:
         if hasattr(args, name):
             fields[name] = getattr(args, name)
@@ -515,14 +520,8 @@ def resolve_eval_settings(args: argparse.Namespace) -> tuple[dict[str, Any], str
     from .runner import CONFIG_FILE, FINAL_DIR
 
     defaults = dataclasses.asdict(TrainConfig())
-    toml = config_from_toml(args.config) if args.config else {}
-    unknown = sorted(set(toml) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"{args.config}: unknown key(s) {', '.join(unknown)}; "
-            f"valid keys: {', '.join(sorted(defaults))}"
-        )
-    flags = {name: getattr(args, name) for name, _, _ in EVAL_SETTINGS if hasattr(args, name)}
+    toml = train_toml(args.config)
+    flags = {name: getattr(args, name) for name in EVAL_SETTINGS if hasattr(args, name)}
     if hasattr(args, "task"):
         flags["task"] = args.task
     flags["task_options"] = parse_key_values(args.task_opt, "task")
@@ -530,7 +529,7 @@ def resolve_eval_settings(args: argparse.Namespace) -> tuple[dict[str, Any], str
         flags["task_options"]["data"] = args.data
     model = getattr(args, "model", toml.get("model", defaults["model"]))
     run_config = Path(model).parent / CONFIG_FILE
-    keys = ("task", "task_options", *(name for name, _, _ in EVAL_SETTINGS))
+    keys = ("task", "task_options", *EVAL_SETTINGS)
     layers = [{key: defaults[key] for key in keys}]
     source = None
     if Path(model).name == FINAL_DIR and run_config.exists():
@@ -556,7 +555,7 @@ def resolve_eval_settings(args: argparse.Namespace) -> tuple[dict[str, Any], str
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_sampled, evaluate_task
+    from .evaluation import evaluate_heldout
     from .models import TextGenerator, load_model
     from .runner import build_task
 
@@ -567,28 +566,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     generator = TextGenerator(
         model, tokenizer, settings["max_new_tokens"], settings["generation_batch_size"]
     )
-    metrics, completions = evaluate_task(generator, task, examples)
-    output: dict[str, Any] = {"metrics": metrics, "completions": completions}
-    if args.samples:
-        sampled, output["sampled_completions"] = evaluate_sampled(
-            generator, task, examples, args.samples, args.temperature, args.seed
-        )
-        metrics.update(sampled)
+    reference = None
     if args.reference:
-        from .divergence import kl_from_reference
-
         reference, _ = load_model(args.reference, settings["dtype"], settings["device"])
-        prompts = [task.prompt(e) for e in examples]
-        metrics.update(
-            kl_from_reference(
-                model,
-                reference,
-                tokenizer,
-                prompts,
-                settings["max_new_tokens"],
-                settings["generation_batch_size"],
-            )
-        )
+    metrics, outputs = evaluate_heldout(
+        generator,
+        task,
+        examples,
+        samples=args.samples,
+        temperature=args.temperature,
+        seed=args.seed,
+        reference=reference,
+    )
     print(
         json.dumps(
             {
@@ -605,13 +594,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(output, indent=2))
+        args.out.write_text(json.dumps({"metrics": metrics, **outputs}, indent=2))
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from .parametrizations import PARAMETRIZATIONS
     from .strategies import STRATEGIES
+    from .strategies.base import spaces_searched_by
     from .tasks import TASKS
 
     sections = {"strategies": STRATEGIES, "parametrizations": PARAMETRIZATIONS, "tasks": TASKS}
@@ -621,8 +611,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     }
     # the pairing matrix: a strategy searches the spaces that have a kind it supports
     for strategy in STRATEGIES.names():
-        kinds = STRATEGIES.get(strategy).supported_kinds
-        spaces = [p for p in PARAMETRIZATIONS.names() if PARAMETRIZATIONS.get(p).kinds & kinds]
+        spaces = spaces_searched_by(STRATEGIES.get(strategy).supported_kinds)
         listing["strategies"][strategy]["spaces"] = spaces
         for space in spaces:
             listing["parametrizations"][space].setdefault("strategies", []).append(strategy)

@@ -134,3 +134,42 @@ def evaluate_sampled(
     metrics = dict(task.metrics(repeated, completions, rewards))
     metrics["reward_failures"] = sum(1 for r in rewards if math.isnan(r))
     return {f"sampled_{k}": v for k, v in metrics.items()}, completions
+
+
+def evaluate_heldout(
+    generator: TextGenerator,
+    task: Task,
+    examples: Sequence[Example],
+    *,
+    samples: int = 0,
+    temperature: float = 1.0,
+    seed: int = 0,
+    reference: torch.nn.Module | None = None,
+) -> tuple[dict[str, float], dict[str, list[str]]]:
+    """Greedy metrics, plus ``sampled_*`` ones (``samples`` > 0) and KL from ``reference``.
+
+    The held-out evaluation of ``zo-llm eval`` and of a run alike. Returns the
+    metrics and the completions (``completions``, ``sampled_completions``).
+    """
+    metrics, completions = evaluate_task(generator, task, examples)
+    outputs = {"completions": completions}
+    if samples:
+        sampled, outputs["sampled_completions"] = evaluate_sampled(
+            generator, task, examples, samples, temperature, seed
+        )
+        metrics.update(sampled)
+    if reference is not None:
+        from .divergence import kl_from_reference
+
+        prompts = [task.prompt(e) for e in examples]
+        metrics.update(
+            kl_from_reference(
+                generator.model,
+                reference,
+                generator.tokenizer,
+                prompts,
+                generator.generation_config.max_new_tokens,
+                generator.batch_size,
+            )
+        )
+    return metrics, outputs

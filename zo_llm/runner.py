@@ -33,8 +33,7 @@ import torch
 
 from . import __version__
 from .config import make_config
-from .divergence import kl_from_reference
-from .evaluation import SequentialEvaluator, evaluate_sampled, evaluate_task
+from .evaluation import SequentialEvaluator, evaluate_heldout
 from .logging import RunLogger, read_metrics
 from .memory import peak_memory_mb
 from .models.generation import TextGenerator
@@ -134,15 +133,30 @@ def build_task(name: str, options: dict[str, Any] | None = None) -> Task:
     file (or folder) is the ``file`` task with ``data=`` that path. Both record
     ``name`` as the task's ``source``, so a run's config rebuilds it on resume.
     """
-    if ":" in name and not name.startswith("python:") and not Path(name).exists():
-        task = _import_task(name, dict(options or {}))
-    elif name not in TASKS and (Path(name).suffix in DATA_SUFFIXES or Path(name).is_dir()):
-        task = build_task("file", {**(options or {}), "data": name})
+    registered, options = task_reference(name, options)
+    if registered is None:
+        task = _import_task(name, options)
     else:
-        cls = _lookup(TASKS, name, "task")
-        return cls(make_config(cls.config_class, options, f"task {name!r}"))
+        cls = _lookup(TASKS, registered, "task")
+        task = cls(make_config(cls.config_class, options, f"task {registered!r}"))
+        if registered == name:
+            return task
     task.source = name
     return task
+
+
+def task_reference(name: str, options: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
+    """What a task name refers to: ``(registry name, options)``, or ``(None, options)``.
+
+    None means ``module:object``, imported only when the task is built; a data
+    file or folder is the ``file`` task with ``data=`` that path.
+    """
+    options = dict(options or {})
+    if ":" in name and not name.startswith("python:") and not Path(name).exists():
+        return None, options
+    if name not in TASKS and (Path(name).suffix in DATA_SUFFIXES or Path(name).is_dir()):
+        return "file", {**options, "data": name}
+    return name, options
 
 
 def _import_task(spec: str, options: dict[str, Any]) -> Task:
@@ -308,30 +322,16 @@ class Experiment:
     def evaluate(self) -> dict[str, Any]:
         """Held-out metrics of the current model, as an eval record (``time``: training only)."""
         start = time.perf_counter()
-        metrics, _ = evaluate_task(self.generator, self.task, self.eval_examples)
-        if self.config.eval_samples:
-            seed = self.config.seed * 1_000_003 + self.iteration  # resumes draw the same samples
-            sampled, _ = evaluate_sampled(
-                self.generator,
-                self.task,
-                self.eval_examples,
-                self.config.eval_samples,
-                self.config.eval_temperature,
-                seed,
-            )
-            metrics.update(sampled)
-        if self.config.eval_kl:
-            prompts = [self.task.prompt(e) for e in self.eval_examples]
-            metrics.update(
-                kl_from_reference(
-                    self.model,
-                    self._reference,
-                    self.tokenizer,
-                    prompts,
-                    self.config.max_new_tokens,
-                    self.config.generation_batch_size,
-                )
-            )
+        config = self.config
+        metrics, _ = evaluate_heldout(
+            self.generator,
+            self.task,
+            self.eval_examples,
+            samples=config.eval_samples,
+            temperature=config.eval_temperature,
+            seed=config.seed * 1_000_003 + self.iteration,  # resumes draw the same samples
+            reference=self._reference,
+        )
         return {
             "type": "eval",
             "iteration": self.iteration,

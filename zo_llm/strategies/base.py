@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -98,14 +98,8 @@ class Strategy(ABC):
         limit = self.max_dim()
         if limit is None or self.space.dim <= limit:
             return
-        spaces = [
-            name
-            for name in PARAMETRIZATIONS.names()
-            if self.supported_kinds & PARAMETRIZATIONS.get(name).kinds
-        ]
-        any_size = [
-            name for name in STRATEGIES.names() if SEEDED in STRATEGIES.get(name).supported_kinds
-        ]
+        spaces = spaces_searched_by(self.supported_kinds)
+        any_size = strategies_searching({SEEDED})
         fixes = [self._too_large_hint(), self.space.size_hint()]
         fixes = [fix for fix in fixes if fix]
         fixes.append(
@@ -128,16 +122,8 @@ class Strategy(ABC):
 
     def _pairing_message(self, space: Parametrization) -> str:
         """Names both sides: the spaces this strategy searches, and the strategies for ``space``."""
-        fitting = [
-            name
-            for name in PARAMETRIZATIONS.names()
-            if PARAMETRIZATIONS.get(name).kinds & self.supported_kinds
-        ]
-        searchers = [
-            name
-            for name in STRATEGIES.names()
-            if space.kinds & STRATEGIES.get(name).supported_kinds
-        ]
+        fitting = spaces_searched_by(self.supported_kinds)
+        searchers = strategies_searching(space.kinds)
         label = _space_label(space)
         return (
             f"strategy {self.name!r} searches {'/'.join(sorted(self.supported_kinds))} spaces, "
@@ -195,6 +181,18 @@ class Strategy(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generation = int(state["generation"])
         self.seed = int(state["seed"])
+
+
+def spaces_searched_by(kinds: Iterable[str]) -> list[str]:
+    """Registered spaces a strategy supporting ``kinds`` can search (sharing a kind)."""
+    kinds = set(kinds)
+    return [name for name in PARAMETRIZATIONS.names() if PARAMETRIZATIONS.get(name).kinds & kinds]
+
+
+def strategies_searching(kinds: Iterable[str]) -> list[str]:
+    """Registered strategies that can search a space of ``kinds``."""
+    kinds = set(kinds)
+    return [name for name in STRATEGIES.names() if STRATEGIES.get(name).supported_kinds & kinds]
 
 
 def _space_label(space: Parametrization) -> str:

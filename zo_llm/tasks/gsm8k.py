@@ -149,15 +149,14 @@ class GSM8KTask(Task):
             train, test = _load_hub()
         else:
             train, test = load_splits(cfg.data, FIELDS, "gsm8k", cfg.train_size)
-        size = min(len(train), cfg.train_size or len(train))
-        if cfg.few_shot >= size:
+        train = train[: cfg.train_size] if cfg.train_size else train
+        if cfg.few_shot >= len(train):
             raise ValueError(
-                f"gsm8k: few_shot={cfg.few_shot} leaves none of the {size} train problems "
+                f"gsm8k: few_shot={cfg.few_shot} leaves none of the {len(train)} train problems "
                 "to train on; lower few_shot or raise train_size"
             )
         # the worked examples are held apart: a prompt never shows the answer it is asked
         # for; the held-out problems do not depend on few_shot
-        train = train[: cfg.train_size] if cfg.train_size else train
         shots, train = train[: cfg.few_shot], train[cfg.few_shot :]
         test = test[: cfg.eval_size] if cfg.eval_size else test
         return {"train": train, "eval": test, "shots": shots}
