@@ -31,6 +31,8 @@ class Registry(Generic[T]):
         class OpenAIES(Strategy): ...
 
     Registering a taken name raises, so two entries never shadow each other.
+    A registered class gets its registry name as the class attribute ``name``,
+    so the name is typed once, in the decorator.
     """
 
     def __init__(self, kind: str) -> None:
@@ -51,6 +53,8 @@ class Registry(Generic[T]):
                     "pick another name"
                 )
             self._entries[name] = entry
+            if isinstance(entry, type):
+                entry.name = name
             return entry
 
         return decorator

@@ -87,7 +87,6 @@ class CMAES(VectorStrategy):
     """CMA-ES through pycma for vector spaces (Hansen & Ostermeier 2001)."""
 
     config_class = CMAESConfig
-    name = "cma-es"
     #: Largest dim for a full covariance: dim^2 numbers and eigendecompositions.
     full_max_dim = 5_000
 

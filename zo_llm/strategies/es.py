@@ -70,7 +70,6 @@ class OpenAIES(Strategy):
 
     config_class = ESConfig
     supported_kinds = frozenset({SEEDED})
-    name = "es"
 
     @classmethod
     def test_config(cls) -> ESConfig:

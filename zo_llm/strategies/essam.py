@@ -80,7 +80,6 @@ class ESSAM(OpenAIES):
     """ES with a sharpness-aware two-stage step (Sun et al. 2026)."""
 
     config_class = ESSAMConfig
-    name = "essam"
 
     def __init__(
         self, space: Parametrization, config: ESSAMConfig | None = None, seed: int = 0

@@ -117,7 +117,6 @@ class SNES(EvotorchSearcher):
     """Separable natural evolution strategies, through evotorch (Schaul et al. 2011)."""
 
     config_class = SNESConfig
-    name = "snes"
     distribution = "ExpSeparableGaussian"
 
     @classmethod
@@ -133,7 +132,6 @@ class XNES(EvotorchSearcher):
     """Exponential natural evolution strategies, through evotorch (Glasmachers et al. 2010)."""
 
     config_class = XNESConfig
-    name = "xnes"
     distribution = "ExpGaussian"
     #: A full covariance, like full CMA-ES: dim^2 numbers and matrix exponentials.
     full_max_dim = 5_000
@@ -154,7 +152,6 @@ class PGPE(EvotorchSearcher):
     """PGPE with ClipUp, through evotorch (Sehnke et al. 2010; Toklu et al. 2020)."""
 
     config_class = PGPEConfig
-    name = "pgpe"
     distribution = "SymmetricSeparableGaussian"
 
     @classmethod
@@ -181,7 +178,6 @@ class CEM(EvotorchSearcher):
     """The cross-entropy method, through evotorch (Rubinstein 1999)."""
 
     config_class = CEMConfig
-    name = "cem"
     distribution = "SeparableGaussian"
 
     @classmethod

@@ -73,7 +73,6 @@ class MeZO(Strategy):
 
     config_class = MeZOConfig
     supported_kinds = frozenset({SEEDED})
-    name = "mezo"
 
     def __init__(
         self, space: Parametrization, config: MeZOConfig | None = None, seed: int = 0

@@ -78,7 +78,6 @@ class ConcisenessTask(Task):
     """Short factual questions; reward: minus the character-length gap to the reference."""
 
     config_class = ConcisenessConfig
-    name = "conciseness"
 
     @classmethod
     def test_config(cls) -> ConcisenessConfig:

@@ -318,7 +318,6 @@ class CountdownTask(Task):
     """Countdown arithmetic puzzles with the paper's format + answer reward."""
 
     config_class = CountdownConfig
-    name = "countdown"
 
     @classmethod
     def test_config(cls) -> CountdownConfig:
@@ -400,4 +399,3 @@ class EasyCountdownTask(CountdownTask):
     """
 
     config_class = EasyCountdownConfig
-    name = "countdown-easy"

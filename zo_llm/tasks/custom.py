@@ -98,8 +98,6 @@ class FunctionTask(Task):
       required: fields every example must have (checked now, with a clear error).
     """
 
-    name = "custom"
-
     def __init__(
         self,
         train: Iterable[Example],
@@ -196,7 +194,6 @@ class FileTask(Task):
     """Examples from a local file (``data=``), scored by a built-in reward (``reward=``)."""
 
     config_class = FileTaskConfig
-    name = "file"
 
     @cached_property
     def _splits(self) -> dict[str, list[Example]]:

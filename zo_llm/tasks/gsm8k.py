@@ -136,7 +136,6 @@ class GSM8KTask(Task):
     """GSM8K word problems; reward 1.0 for the right final number."""
 
     config_class = GSM8KConfig
-    name = "gsm8k"
 
     @classmethod
     def test_config(cls) -> GSM8KConfig:
