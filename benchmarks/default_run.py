@@ -11,14 +11,13 @@ Running it again with the same ``--out`` reuses the finished seeds and
 continues interrupted ones (refusing folders made with other settings).
 Minutes are training plus held-out evaluation.
 
-Extra ``KEY=VALUE`` arguments override TrainConfig fields
+Extra ``KEY=VALUE`` arguments override run settings (their flat names, as the flags)
 (``iterations=20``, ``strategy_options={"sigma": 0.01}`` as JSON).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import statistics
@@ -26,23 +25,24 @@ from pathlib import Path
 
 import zo_llm
 from zo_llm.bench_report import with_wall_time
-from zo_llm.runner import CHECKPOINT_FILE, TrainConfig, load_run_config
+from zo_llm.config import RunConfig, differences, resolve
+from zo_llm.rundir import CHECKPOINT_FILE, RunDir
 
 
 def run_seed(seed: int, out: Path, overrides: dict) -> dict:
     """Trains one seed, or continues its folder from an earlier call (a finished one is reused)."""
     folder = out / f"seed{seed}"
-    config = TrainConfig(seed=seed, out=str(folder), progress=False, **overrides)
+    config = resolve({"seed": seed, "out": str(folder), "progress": False}, overrides)
     if (folder / CHECKPOINT_FILE).exists():
         check_same_settings(folder, config)
     if (folder / "final").exists():
         pass  # finished by an earlier call: read its numbers back
     elif (folder / CHECKPOINT_FILE).exists():
-        zo_llm.resume(folder, iterations=config.iterations, progress=False)
+        zo_llm.resume(folder, iterations=config.loop.iterations, progress=False)
     else:
         if folder.exists():
             shutil.rmtree(folder)  # started but never checkpointed: nothing to keep
-        zo_llm.train(config)
+        zo_llm.Experiment(config).run()
     evals = with_wall_time(zo_llm.read_metrics(folder))
     metric = _metric(evals[0])
     return {
@@ -55,23 +55,12 @@ def run_seed(seed: int, out: Path, overrides: dict) -> dict:
     }
 
 
-def check_same_settings(folder: Path, config: TrainConfig) -> None:
+def check_same_settings(folder: Path, config: RunConfig) -> None:
     """Refuses to reuse a seed folder made with other settings than this call's."""
-    saved = load_run_config(folder)
-    wanted = dataclasses.asdict(config)
-    differing = [
-        key
-        for key, value in wanted.items()
-        if key not in ("out", "progress", "threads")
-        and (
-            {k: saved[key].get(k) for k in value} != value
-            if isinstance(value, dict)  # saved options are resolved: compare those given
-            else saved.get(key) != value
-        )
-    ]
+    differing = differences(RunDir(folder).read_config(), config.to_dict())
     if differing:
         raise SystemExit(
-            f"{folder} was made with other settings ({', '.join(differing)}); "
+            f"{folder} was made with other settings ({'; '.join(differing)}); "
             "pass another --out or delete it"
         )
 

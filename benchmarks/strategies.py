@@ -47,13 +47,12 @@ import statistics
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
 import zo_llm
+from zo_llm.components import build_space, build_strategy
 from zo_llm.objectives import PROBLEMS, SETTINGS
 from zo_llm.parametrizations import SEEDED
-from zo_llm.runner import build_space, build_strategy
 
 
 def run(function: str, strategy: str, seeds: int) -> dict:
@@ -136,22 +135,15 @@ def space_for(strategy: str) -> tuple[str, dict[str, Any]]:
 
 
 def members_per_iteration(strategy: str, options: dict[str, Any]) -> tuple[int, int]:
-    """(members, dim): what one iteration evaluates, by a dry ask/tell on a throwaway model.
+    """(members, dim): what one iteration evaluates, as the strategy states it (no dry run).
 
-    Every round of the iteration is asked and told made-up rewards until the
-    strategy says the iteration is complete, so a multi-round method (ESSAM)
-    counts all its rounds; vector strategies size their population from the dim.
+    Vector strategies size their population from the dim, so the space is
+    bound to the model first.
     """
     model, _ = zo_llm.load_model(MODEL)
     space = build_space(*space_for(strategy))
     space.bind(model)
-    searcher = build_strategy(strategy, space, options)
-    members = 0
-    while True:
-        candidates = searcher.ask()
-        members += len(candidates)
-        if searcher.tell(candidates, np.linspace(0.0, 1.0, len(candidates)))["complete"]:
-            return members, space.dim
+    return build_strategy(strategy, space, options).evaluations_per_iteration(), space.dim
 
 
 def run_model_task(strategy: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -164,7 +156,7 @@ def run_model_task(strategy: str, args: argparse.Namespace) -> dict[str, Any]:
         return row | {"samples": 0, "note": f"one iteration needs {members} members"}
     before, after, rewards, reached, seconds = [], [], [], [], []
     for seed in range(args.seeds):
-        config = zo_llm.TrainConfig(
+        settings = dict(
             model=MODEL,
             task=TASK,
             strategy=strategy,
@@ -182,7 +174,7 @@ def run_model_task(strategy: str, args: argparse.Namespace) -> dict[str, Any]:
             tensorboard=False,
         )
         start = time.perf_counter()
-        records = zo_llm.train(config).records
+        records = zo_llm.train(**settings).records
         seconds.append(time.perf_counter() - start)
         evals = [r for r in records if r["type"] == "eval"]
         before.append(evals[0]["accuracy"])

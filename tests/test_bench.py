@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import statistics
 import struct
 from pathlib import Path
@@ -14,7 +13,8 @@ from conftest import run_numbers
 import zo_llm
 from zo_llm.bench import DONE_MARKER, BenchConfig, Entry, run_bench
 from zo_llm.cli import build_parser, main
-from zo_llm.runner import CHECKPOINT_FILE, Experiment, TrainConfig
+from zo_llm.rundir import CHECKPOINT_FILE
+from zo_llm.runner import Experiment
 
 FAST = {"batch_size": 4, "eval_size": 8, "max_new_tokens": 40, "eval_every": 1, "threads": 1}
 ES = Entry("es", {"population": 4})
@@ -33,7 +33,7 @@ def bench_config(out, **changes) -> BenchConfig:
         **FAST,
         **changes,
     }
-    return BenchConfig(**settings)
+    return BenchConfig.from_dict(settings)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def bench(tmp_path_factory):
 
 def runs_of(config: BenchConfig, key: str) -> list[list[dict]]:
     """The metrics records of the runs of one strategy entry, seed by seed."""
-    return [zo_llm.read_metrics(r.config.out) for r in config.plan() if r.row[0] == key]
+    return [zo_llm.read_metrics(r.config.output.out) for r in config.plan() if r.row[0] == key]
 
 
 def toml_config(folder: Path, text: str) -> BenchConfig:
@@ -61,7 +61,7 @@ def run_names(config: BenchConfig) -> list[str]:
 def test_a_bench_writes_tables_and_plots(bench):
     config, executed = bench
     assert executed == run_names(config) and len(executed) == 4
-    assert Path(config.runs()[2][1].out).name == "mezo-lr0.05--full--countdown-easy--seed0"
+    assert Path(config.runs()[2][1].output.out).name == "mezo-lr0.05--full--countdown-easy--seed0"
     out = Path(config.out)
     assert (out / "results.csv").stat().st_size > 0
     table = (out / "results.md").read_text()
@@ -147,10 +147,10 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_metrics(bench, tmp_path
     config, _ = bench
     partial = bench_config(tmp_path, strategies=[ES], seeds=[0])
     ((name, train_config),) = partial.runs()
-    experiment = Experiment(TrainConfig(**dataclasses.asdict(train_config)))
+    experiment = Experiment(train_config)
     experiment.finished = lambda: experiment.iteration >= 1  # killed after iteration 1 of 2
     experiment.run()
-    folder = Path(train_config.out)
+    folder = Path(train_config.output.out)
     assert (folder / CHECKPOINT_FILE).exists() and not (folder / DONE_MARKER).exists()
     assert run_bench(partial) == [name]
     uninterrupted = zo_llm.read_metrics(Path(config.out) / "runs" / name)
@@ -162,7 +162,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_metrics(bench, tmp_path
 
 def test_a_changed_config_is_refused_before_any_run(bench):
     config, _ = bench
-    marker = Path(config.runs()[0][1].out) / DONE_MARKER
+    marker = Path(config.runs()[0][1].output.out) / DONE_MARKER
     stamp = marker.stat().st_mtime_ns
     changed = bench_config(config.out, strategies=[Entry("es", {"population": 4, "sigma": 1e-2})])
     with pytest.raises(ValueError, match="es--full--countdown-easy--seed0") as error:
@@ -185,7 +185,7 @@ def test_runs_of_another_zo_llm_version_are_refused(bench, monkeypatch):
 def test_entries_with_one_name_need_labels(tmp_path):
     entries = [Entry("es", {"sigma": 1e-3}), Entry("es", {"sigma": 1e-2})]
     with pytest.raises(ValueError, match="same run folder name es--full--countdown-easy") as error:
-        BenchConfig(strategies=entries, out=str(tmp_path))
+        BenchConfig.from_dict({"strategies": entries, "out": str(tmp_path)})
     assert "{'sigma': 0.001} and es {'sigma': 0.01}" in str(error.value)
     assert "label = " in str(error.value)
     config = toml_config(
@@ -198,8 +198,8 @@ def test_entries_with_one_name_need_labels(tmp_path):
         "es-1e-3--full--countdown-easy--seed0",
         "es-1e-2--full--countdown-easy--seed0",
     ]
-    assert [c.strategy_options for _, c in config.runs()] == [{"sigma": 1e-3}, {"sigma": 1e-2}]
-    assert {c.strategy for _, c in config.runs()} == {"es"}
+    assert [c.strategy.options.sigma for _, c in config.runs()] == [1e-3, 1e-2]
+    assert {c.strategy.name for _, c in config.runs()} == {"es"}
     with pytest.raises(ValueError, match="folder name"):
         Entry("es", label="a/b")
 
@@ -209,7 +209,7 @@ def test_names_options_and_pairings_are_checked_up_front(tmp_path):
 
     def fails(match: str, **settings):
         with pytest.raises(ValueError, match=match):
-            BenchConfig(out=out, **settings)
+            BenchConfig.from_dict({"out": out, **settings})
 
     fails("unknown strategy 'bogus'; known strategy names: .*es", strategies=[Entry("bogus")])
     fails("unknown parametrization 'nope'", strategies=[ES], spaces=[Entry("nope")])
@@ -234,7 +234,7 @@ def test_names_options_and_pairings_are_checked_up_front(tmp_path):
         "es--svd--countdown-easy--seed0",
         "cma-es--svd--countdown-easy--seed0",
     ]
-    assert config.runs()[2][1].strategy_options == {"sigma": 0.05}
+    assert config.runs()[2][1].strategy.options.sigma == 0.05
     with pytest.raises(ValueError, match="only \\[\\[strategies\\]\\] entries take 'spaces'"):
         Entry.parse({"name": "svd", "spaces": ["full"]}, "space")
 
@@ -282,5 +282,5 @@ def test_the_shipped_example_config_is_valid():
     path = Path(__file__).parents[1] / "benchmarks" / "configs" / "compare.toml"
     config = BenchConfig.from_toml(path, out="unused")
     assert [s.name for s in config.strategies] == ["es", "essam", "mezo", "cma-es"]
-    assert {c.space for _, c in config.runs()} == {"svd"} and len(config.runs()) == 8
-    assert config.budget == config.runs()[0][1].max_samples
+    assert {c.space.name for _, c in config.runs()} == {"svd"} and len(config.runs()) == 8
+    assert config.budget == config.runs()[0][1].loop.max_samples

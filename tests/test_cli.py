@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM
 
 import zo_llm
 from zo_llm.cli import main
+from zo_llm.runner import load_run_config
 from zo_llm.strategies import ESConfig
 
 TINY = [
@@ -53,7 +54,7 @@ def train_run(model_dir, out, capsys, *extra) -> Path:
 
 
 def saved_config(run: Path) -> dict:
-    return json.loads((run / "run_config.json").read_text())["config"]
+    return load_run_config(run)
 
 
 def assert_clean_error(capsys, *fragments: str) -> str:
@@ -204,7 +205,7 @@ def test_eval_reads_a_train_toml(model_dir, tmp_path, capsys):
 
 def test_eval_writes_completions(model_dir, tmp_path, capsys):
     out = tmp_path / "eval" / "result.json"
-    argv = ["eval", "--model", str(model_dir), "--task-opt", "eval_size=4"]
+    argv = ["eval", "--model", str(model_dir)]
     argv += ["--eval-size", "3", "--max-new-tokens", "4", "--out", str(out)]
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)

@@ -11,7 +11,7 @@ import zo_llm
 from zo_llm.cli import main
 from zo_llm.evaluation import evaluate_task, score
 from zo_llm.models.generation import TextGenerator
-from zo_llm.runner import build_task
+from zo_llm.runner import build_task, load_run_config
 from zo_llm.tasks import FileTask, FunctionTask, make_task
 from zo_llm.tasks.custom import contains, exact_match, numeric
 
@@ -97,7 +97,7 @@ def test_train_takes_data_like_the_cli(model, tokenizer, tmp_path):
     experiment = zo_llm.train(model=model, tokenizer=tokenizer, **run)
     assert experiment.task.config.data == str(path) and experiment.task.config.train_size == 4
     assert [e["prompt"] for e in experiment.eval_examples] == [r["prompt"] for r in ROWS[4:]]
-    saved = json.loads((tmp_path / "run" / "run_config.json").read_text())["config"]
+    saved = load_run_config(tmp_path / "run")
     assert saved["task_options"]["data"] == str(path)  # so a resume finds it again
 
 
@@ -154,10 +154,10 @@ def test_custom_tasks_from_the_cli_train_resume_and_eval(model_dir, tmp_path, mo
     ):
         out = tmp_path / f"run-{run}"
         assert main(["train", *common, "--task", name, *extra, "--out", str(out)]) == 0
-        config = json.loads((out / "run_config.json").read_text())["config"]
+        config = load_run_config(out)
         assert config["task"] == name
         assert main(["train", "--resume", str(out), "--iterations", "2", "--no-progress"]) == 0
-        resumed = json.loads((out / "run_config.json").read_text())["config"]
+        resumed = load_run_config(out)
         assert resumed["iterations"] == 2 and resumed["task"] == name
     assert config["task_options"]["data"] == str(data)
     assert main(["train", "--resume", str(out), "--data", str(data)]) == 2  # data cannot change

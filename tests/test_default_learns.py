@@ -11,13 +11,11 @@ from __future__ import annotations
 import pytest
 
 import zo_llm
-from zo_llm.runner import TrainConfig
 
 
 @pytest.mark.slow
 def test_default_training_raises_heldout_accuracy():
-    config = TrainConfig(iterations=4, eval_every=0, eval_size=100, progress=False)
-    experiment = zo_llm.train(config)
+    experiment = zo_llm.train(iterations=4, eval_every=0, eval_size=100, progress=False)
     evals = [r for r in experiment.records if r["type"] == "eval"]
     assert [r["iteration"] for r in evals] == [0, 4]
     before, after = evals[0]["accuracy"], evals[-1]["accuracy"]

@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import tiny_model
 
+from zo_llm.evaluation import evaluate_candidates
 from zo_llm.parametrizations import FullWeights, TensorSpace
 from zo_llm.parametrizations.noise import chunk_noise, name_key
 from zo_llm.strategies import (
@@ -35,11 +36,7 @@ def gradient(x: torch.Tensor) -> torch.Tensor:
 
 
 def rewards_of(candidates, space, reward=quadratic) -> list[float]:
-    values = []
-    for candidate in candidates:
-        with candidate.applied_to(space):
-            values.append(reward(space.get_vector()))
-    return values
+    return evaluate_candidates(space, candidates, lambda: reward(space.get_vector()))
 
 
 def eps(seed: int, dim: int) -> torch.Tensor:
@@ -62,8 +59,11 @@ def test_essam_neighbour_step_lowers_reward_and_returns_exactly():
     info = essam.tell(first, rewards_of(first, space))
     assert info["complete"] is False and torch.equal(space.get_vector(), theta)
 
-    second = essam.ask()  # the space now sits at theta - rho g/||g||
-    neighbour = space.get_vector()
+    second = essam.ask()  # around the neighbour point theta - rho g/||g||; nothing moved
+    assert torch.equal(space.get_vector(), theta)
+    assert len({c.offset for c in second}) == 1
+    with space.shifted(second[0].offset):
+        neighbour = space.get_vector()
     assert float((neighbour - theta).norm()) == pytest.approx(config.rho, rel=1e-12)
     assert quadratic(neighbour) < quadratic(theta)
     step = neighbour - theta
@@ -78,6 +78,32 @@ def test_essam_neighbour_step_lowers_reward_and_returns_exactly():
     assert torch.equal(space.get_vector(), reference.get_vector())
 
 
+class CountingSpace(TensorSpace):
+    """A tensor space that records its shifts."""
+
+    calls: list[str]
+
+    def shift(self, update) -> None:
+        self.calls.append("shift")
+        super().shift(update)
+
+    def unshift(self) -> None:
+        self.calls.append("unshift")
+        super().unshift()
+
+
+def test_essam_evaluates_its_second_round_inside_one_shift():
+    space = CountingSpace(x0=start(10).get_vector())
+    space.calls = []
+    essam = ESSAM(space, ESSAMConfig(population=4, rho=0.5), seed=0)
+    theta = space.get_vector()
+    for _ in range(2):
+        candidates = essam.ask()
+        essam.tell(candidates, rewards_of(candidates, space))
+    assert space.calls == ["shift", "unshift"] and essam.generation == 1
+    assert not torch.equal(space.get_vector(), theta)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_essam_on_full_weights_leaves_only_its_update(tokenizer, dtype):
     """Replaying the recorded update onto the base model gives the same bits: no trace of shifts."""
@@ -87,17 +113,13 @@ def test_essam_on_full_weights_leaves_only_its_update(tokenizer, dtype):
     essam = ESSAM(space, ESSAMConfig(population=4, sigma=0.05, lr=0.05, rho=0.5), seed=0)
     prompt = torch.tensor([[1, 20, 21, 22]])
 
-    def reward(_):
+    def reward():
         with torch.no_grad():
             return float(model(prompt).logits[0, -1, 40])
 
     for _ in range(2):
         candidates = essam.ask()
-        values = [0.0] * len(candidates)
-        for i, candidate in enumerate(candidates):
-            with candidate.applied_to(space):
-                values[i] = reward(None)
-        essam.tell(candidates, values)
+        essam.tell(candidates, evaluate_candidates(space, candidates, reward))
     assert essam.generation == 1 and len(space.state_dict()["history"]) == 1
     fresh = tiny_model(len(tokenizer), dtype=dtype)
     replay = FullWeights()
@@ -120,9 +142,9 @@ def test_essam_norm_estimate_and_script_mode():
     candidates = script.ask()
     z = zscore(np.array([0.3, 0.1, 0.4, 0.2]))
     script.tell(candidates, [0.3, 0.1, 0.4, 0.2])
-    script.ask()
     expected = theta - 0.1 / 4 * sum(zn * eps(c.seed, 10) for zn, c in zip(z, candidates))
-    torch.testing.assert_close(script.space.get_vector(), expected, rtol=0, atol=1e-15)
+    with script.space.shifted(script.ask()[0].offset):
+        torch.testing.assert_close(script.space.get_vector(), expected, rtol=0, atol=1e-15)
 
 
 def test_essam_skipped_second_round_returns_to_theta():
@@ -131,10 +153,21 @@ def test_essam_skipped_second_round_returns_to_theta():
     essam.tell(essam.ask(), [0.1, 0.2, 0.3, 0.4])
     info = essam.tell(essam.ask(), [float("nan")] * 4)
     assert info["skipped"] and essam.stage == 0 and torch.equal(essam.space.get_vector(), theta)
+    assert essam.ask()[0].offset == ()  # the next iteration starts at theta again
+
+
+def test_essam_saved_between_its_second_ask_and_tell_continues_identically():
+    """Asking moves nothing, so the state may be saved at any point of the iteration."""
+    config = ESSAMConfig(population=4, rho=0.5)
+    essam = ESSAM(start(10), config, seed=0)
     essam.tell(essam.ask(), [0.1, 0.2, 0.3, 0.4])
-    essam.ask()
-    with pytest.raises(RuntimeError, match="between its second ask"):
-        essam.state_dict()
+    second = essam.ask()
+    restored = ESSAM(start(10), config, seed=3)
+    restored.load_state_dict(essam.state_dict())
+    assert restored.ask() == second
+    for strategy in (essam, restored):
+        strategy.tell(second, rewards_of(second, strategy.space))
+    assert torch.equal(restored.space.get_vector(), essam.space.get_vector())
 
 
 # --- MeZO -----------------------------------------------------------------------

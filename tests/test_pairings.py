@@ -120,7 +120,11 @@ def check_run(out, capsys, adapter_expected: bool) -> None:
     if adapter_expected:
         base = AutoModelForCausalLM.from_pretrained(ALIASES[MODEL].locate())
         adapted = PeftModel.from_pretrained(base, final / ADAPTER_DIR)
-        torch.testing.assert_close(logits(adapted), logits(merged), rtol=0, atol=1e-5)
+        # Merged weights W + BA and the adapter's W x + B(A x) round differently in float32:
+        # logits of size ~10 differ by ~1e-5 (seen up to 1.05e-5). A relative tolerance of
+        # 1e-4 (1e3 float32 epsilons) holds on any machine, and an adapter that was not
+        # saved, or saved wrong, changes logits by orders of magnitude more.
+        torch.testing.assert_close(logits(adapted), logits(merged), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize(("strategy", "space"), ALLOWED)

@@ -74,7 +74,7 @@ def test_run_folder_layout(model_dir, tmp_path):
     # run_config.json: the resolved config, every component's options in full.
     saved = json.loads((run / "run_config.json").read_text())
     assert saved["zo_llm_version"] == zo_llm.__version__
-    config = saved["config"]
+    config = load_run_config(run)
     assert (config["strategy"], config["space"], config["task"]) == ("es", "full", "countdown")
     assert config["strategy_options"] == dataclasses.asdict(
         ESConfig(population=4, sigma=0.05, lr=0.05)

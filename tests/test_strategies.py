@@ -16,6 +16,7 @@ import torch
 from conftest import make_char_task, run_numbers, tiny_model
 
 import zo_llm
+from zo_llm.evaluation import evaluate_candidates
 from zo_llm.parametrizations import (
     PARAMETRIZATIONS,
     SEEDED,
@@ -50,10 +51,7 @@ def run(strategy, reward, iterations: int) -> list[list]:
         while not complete:
             candidates = strategy.ask()
             asked.append(candidates)
-            values = []
-            for candidate in candidates:
-                with candidate.applied_to(strategy.space):
-                    values.append(reward(strategy.space))
+            values = evaluate_candidates(strategy.space, candidates, lambda: reward(strategy.space))
             complete = strategy.tell(candidates, values)["complete"]
     return asked
 
@@ -236,15 +234,44 @@ def test_non_finite_rewards_never_win_and_all_invalid_moves_nothing(name):
     assert info["skipped"] and info["invalid"] == len(candidates)
     assert torch.equal(strategy.space.get_vector(), start)
     candidates = strategy.ask()
-    rewards = [quadratic_at(c, strategy.space) for c in candidates]
+    rewards = evaluate_candidates(strategy.space, candidates, lambda: quadratic(strategy.space))
     rewards[0] = float("inf")
     assert strategy.tell(candidates, rewards)["invalid"] == 1
     assert np.isfinite(strategy.space.get_vector().numpy()).all()
 
 
-def quadratic_at(candidate, space) -> float:
-    with candidate.applied_to(space):
-        return quadratic(space)
+@pytest.mark.parametrize("name", NAMES)
+def test_ask_moves_nothing_and_tell_applies_the_step_it_returns(name):
+    """Replaying tell's step on a copy of the point before tell gives the same point."""
+    cls = STRATEGIES.get(name)
+    strategy = cls(tensor_space(), cls.test_config(), seed=0)
+    while strategy.generation < 2:
+        before = strategy.space.get_vector()
+        candidates = strategy.ask()
+        assert torch.equal(strategy.space.get_vector(), before)
+        rewards = evaluate_candidates(strategy.space, candidates, lambda: quadratic(strategy.space))
+        info = strategy.tell(candidates, rewards)
+        replica = TensorSpace(x0=before)
+        if info["step"] is not None:
+            info["step"].apply_to(replica)
+        assert torch.equal(strategy.space.get_vector(), replica.get_vector())
+
+
+@pytest.mark.parametrize("default", [False, True], ids=["test_config", "default_config"])
+@pytest.mark.parametrize("name", NAMES)
+def test_evaluations_per_iteration_is_what_one_iteration_asks(name, default):
+    """Known before the first ask (vector strategies size their population from the dim)."""
+    cls = STRATEGIES.get(name)
+    config = cls.config_class() if default else cls.test_config()
+    strategy = cls(tensor_space(32), config, seed=0)
+    expected = strategy.evaluations_per_iteration()
+    for _ in range(2):
+        asked, complete = 0, False
+        while not complete:
+            candidates = strategy.ask()
+            asked += len(candidates)
+            complete = strategy.tell(candidates, np.linspace(0.0, 1.0, len(candidates)))["complete"]
+        assert asked == expected == strategy.evaluations_per_iteration()
 
 
 # --- pairings and sizes -------------------------------------------------------
@@ -294,11 +321,11 @@ def test_too_large_for_cma_names_diagonal_the_space_options_and_the_alternatives
         ("tensor", "name a smaller parameter (parameter=NAME; now 'model.norm.weight')"),
     ],
 )
-def test_too_large_names_the_options_that_shrink_each_space(space, hint, model):
+def test_too_large_names_the_options_that_shrink_each_space(space, hint, model, monkeypatch):
     bound = PARAMETRIZATIONS.get(space)(PARAMETRIZATIONS.get(space).test_config())
     bound.bind(model)
     strategy = STRATEGIES.get("xnes")(bound, seed=0)
-    strategy.full_max_dim = 1
+    monkeypatch.setattr(STRATEGIES.get("xnes"), "full_max_dim", 1)
     with pytest.raises(IncompatibleSpaceError) as error:
         strategy.check_dim()
     message = str(error.value)
@@ -310,11 +337,11 @@ def test_the_full_space_says_it_is_not_a_vector_space():
     assert "full is not a vector space" in FullWeights().size_hint()
 
 
-def test_dim_is_checked_again_once_the_space_is_bound(model):
-    """The runner builds the strategy before binding the space; the first ask checks."""
+def test_dim_is_checked_again_once_the_space_is_bound(model, monkeypatch):
+    """A strategy built before its space is bound checks the size on its first ask."""
     space = TensorSpace(TensorConfig(parameter=NORM))
     strategy = STRATEGIES.get("xnes")(space, seed=0)
-    strategy.full_max_dim = 16  # the norm weight has 32 numbers
+    monkeypatch.setattr(STRATEGIES.get("xnes"), "full_max_dim", 16)  # the norm weight has 32
     space.bind(model)
     with pytest.raises(IncompatibleSpaceError, match="at most 16 dimensions"):
         strategy.ask()

@@ -15,116 +15,89 @@ Any strategy also maximises a plain Python function of a vector::
 
     result = zo_llm.maximize(lambda x: -float((x**2).sum()), [1.0, 2.0], strategy="cma-es",
                              iterations=50)
+
+Names are imported on first use (as peft's optional backends are), so ``import zo_llm``
+and the ``zo-llm`` command start without loading torch or transformers.
 """
 
-__version__ = "0.2.0"
+from __future__ import annotations
 
-from .blackbox import BlackBoxResult, maximize  # noqa: E402
-from .divergence import kl_from_reference  # noqa: E402
-from .evaluation import evaluate_heldout, evaluate_sampled, evaluate_task  # noqa: E402
-from .logging import read_metrics  # noqa: E402
-from .models import TextGenerator, load_model  # noqa: E402
-from .parametrizations import (  # noqa: E402
-    PARAMETRIZATIONS,
-    FullConfig,
-    FullWeights,
-    LoraSpace,
-    LoraSpaceConfig,
-    Parametrization,
-    SVDConfig,
-    SVDSpace,
-    TensorConfig,
-    TensorSpace,
-)
-from .registry import Registry, UnknownNameError  # noqa: E402
-from .runner import Experiment, TrainConfig, resume, train  # noqa: E402
-from .strategies import (  # noqa: E402
-    CEM,
-    CMAES,
-    ESSAM,
-    PGPE,
-    SNES,
-    STRATEGIES,
-    XNES,
-    Candidate,
-    CEMConfig,
-    CMAESConfig,
-    ESConfig,
-    ESSAMConfig,
-    IncompatibleSpaceError,
-    MeZO,
-    MeZOConfig,
-    OpenAIES,
-    PGPEConfig,
-    SNESConfig,
-    Strategy,
-    VectorCandidate,
-    XNESConfig,
-)
-from .tasks import (  # noqa: E402
-    TASKS,
-    ConcisenessTask,
-    CountdownConfig,
-    CountdownTask,
-    FunctionTask,
-    GSM8KTask,
-    Task,
-    make_task,
-)
+from .lazy import lazy_exports
+from .version import __version__
 
-__all__ = [
-    "CEM",
-    "CMAES",
-    "ESSAM",
-    "PARAMETRIZATIONS",
-    "PGPE",
-    "SNES",
-    "STRATEGIES",
-    "TASKS",
-    "XNES",
-    "BlackBoxResult",
-    "CEMConfig",
-    "CMAESConfig",
-    "Candidate",
-    "ConcisenessTask",
-    "CountdownConfig",
-    "CountdownTask",
-    "ESConfig",
-    "ESSAMConfig",
-    "Experiment",
-    "FullConfig",
-    "FullWeights",
-    "FunctionTask",
-    "GSM8KTask",
-    "IncompatibleSpaceError",
-    "LoraSpace",
-    "LoraSpaceConfig",
-    "MeZO",
-    "MeZOConfig",
-    "OpenAIES",
-    "PGPEConfig",
-    "Parametrization",
-    "Registry",
-    "SNESConfig",
-    "SVDConfig",
-    "SVDSpace",
-    "Strategy",
-    "Task",
-    "TensorConfig",
-    "TensorSpace",
-    "TextGenerator",
-    "TrainConfig",
-    "UnknownNameError",
-    "VectorCandidate",
-    "XNESConfig",
-    "evaluate_heldout",
-    "evaluate_sampled",
-    "evaluate_task",
-    "kl_from_reference",
-    "load_model",
-    "make_task",
-    "maximize",
-    "read_metrics",
-    "resume",
-    "train",
-]
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "BlackBoxResult": "blackbox",
+    "maximize": "blackbox",
+    "RunConfig": "config",
+    "resolve": "config",
+    "kl_from_reference": "divergence",
+    "Evaluator": "evaluation",
+    "SequentialEvaluator": "evaluation",
+    "evaluate_heldout": "evaluation",
+    "evaluate_sampled": "evaluation",
+    "evaluate_task": "evaluation",
+    "CallbackHook": "hooks",
+    "Hook": "hooks",
+    "IterationResult": "iteration",
+    "run_iteration": "iteration",
+    "TextGenerator": "models",
+    "load_model": "models",
+    "PARAMETRIZATIONS": "parametrizations",
+    "FullConfig": "parametrizations",
+    "FullWeights": "parametrizations",
+    "LoraSpace": "parametrizations",
+    "LoraSpaceConfig": "parametrizations",
+    "Parametrization": "parametrizations",
+    "SVDConfig": "parametrizations",
+    "SVDSpace": "parametrizations",
+    "TensorConfig": "parametrizations",
+    "TensorSpace": "parametrizations",
+    "Registry": "registry",
+    "UnknownNameError": "registry",
+    "RunDir": "rundir",
+    "read_metrics": "rundir",
+    "Experiment": "runner",
+    "resume": "runner",
+    "train": "runner",
+    "CEM": "strategies",
+    "CMAES": "strategies",
+    "ESSAM": "strategies",
+    "PGPE": "strategies",
+    "SNES": "strategies",
+    "STRATEGIES": "strategies",
+    "XNES": "strategies",
+    "Candidate": "strategies",
+    "CEMConfig": "strategies",
+    "CMAESConfig": "strategies",
+    "ESConfig": "strategies",
+    "ESSAMConfig": "strategies",
+    "IncompatibleSpaceError": "strategies",
+    "MeZO": "strategies",
+    "MeZOConfig": "strategies",
+    "OpenAIES": "strategies",
+    "PGPEConfig": "strategies",
+    "SNESConfig": "strategies",
+    "Strategy": "strategies",
+    "VectorCandidate": "strategies",
+    "XNESConfig": "strategies",
+    "TASKS": "tasks",
+    "ChatPrompt": "tasks",
+    "ConcisenessTask": "tasks",
+    "CountdownConfig": "tasks",
+    "CountdownTask": "tasks",
+    "DataTask": "tasks",
+    "FunctionTask": "tasks",
+    "GSM8KTask": "tasks",
+    "Task": "tasks",
+    "make_task": "tasks",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -19,10 +19,12 @@ resumes where it stopped: finished runs are not redone, interrupted ones
 continue from their checkpoint; a kept run whose settings differ from the
 current config is refused, never silently reused.
 
-Everything that can be checked without a model is checked when the config is
-built, before any run starts: registry names, component options, strategy x
-space pairings and run folder names. The tables and plots are written by
-:mod:`zo_llm.bench_report`.
+Each run's config is the bench's base run config (every run setting: model,
+batch size, evaluation, ...) with the entry's strategy, space, task and seed
+put in by ``dataclasses.replace``, so everything that can be checked without a
+model is checked when the bench config is built, before any run starts:
+registry names, component options, strategy x space pairings and run folder
+names. The tables and plots are written by :mod:`zo_llm.bench_report`.
 """
 
 from __future__ import annotations
@@ -34,43 +36,24 @@ import multiprocessing
 import re
 import shutil
 import sys
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import config as run_config
 from .bench_report import plot, summarise, write_tables
-from .config import make_config
-from .parametrizations.base import PARAMETRIZATIONS
-from .runner import CHECKPOINT_FILE, CONFIG_FILE, TrainConfig, load_run_config, task_reference
-from .strategies.base import STRATEGIES, spaces_searched_by
-from .tasks.base import TASKS
+from .config import RunConfig, SpaceSection, StrategySection, TaskSection
+from .rundir import RunDir
+from .version import __version__
 
 DONE_MARKER = "bench_done"
 #: Characters a label may use: it becomes part of a folder name.
 _LABEL = re.compile(r"^[\w.+=-]+$")
-#: The run settings a bench sets that change a run's numbers: a kept run must match them.
-#: (``threads`` and ``progress`` may differ, as on resume; ``out`` is the folder itself.)
-COMPARED_KEYS = (
-    "model",
-    "strategy",
-    "space",
-    "task",
-    "strategy_options",
-    "space_options",
-    "task_options",
-    "iterations",
-    "max_samples",
-    "batch_size",
-    "max_new_tokens",
-    "eval_every",
-    "eval_every_samples",
-    "eval_size",
-    "dtype",
-    "device",
-    "seed",
-)
+#: Run settings that a bench sets per run, not once for all: its entries and seeds decide them.
+PER_RUN = ("strategy", "space", "task", "seed", "out")
+#: The bench's own defaults for its runs' settings (the rest are ``zo-llm train``'s).
+RUN_DEFAULTS = {"threads": 1, "progress": False}
 
 
 @dataclass(frozen=True)
@@ -101,7 +84,9 @@ class Entry:
         return self.label or self.name
 
     @classmethod
-    def parse(cls, value: str | dict[str, Any], kind: str = "strategy") -> Entry:
+    def parse(cls, value: str | dict[str, Any] | Entry, kind: str = "strategy") -> Entry:
+        if isinstance(value, Entry):
+            return value
         if isinstance(value, str):
             return cls(value)
         options = {k.replace("-", "_"): v for k, v in value.items()}
@@ -124,51 +109,49 @@ class PlannedRun:
 
     name: str
     row: tuple[str, str, str]  # (strategy, space, task) keys: one table row per seed group
-    config: TrainConfig
+    config: RunConfig
 
 
-@dataclass
+#: Keys of a bench TOML (and flags) that are the bench's own; every other key is a run setting.
+BENCH_KEYS = ("strategies", "spaces", "tasks", "seeds", "budget", "target", "metric", "out")
+
+
+@dataclass(frozen=True)
 class BenchConfig:
-    """What to compare and on what budget; every field is a TOML key of ``zo-llm bench``."""
+    """What to compare and on what budget.
 
-    strategies: list[Entry]
+    ``base`` holds every run setting the runs share (a :class:`RunConfig`:
+    model, batch size, evaluation, ...); :meth:`from_dict` builds it from the
+    same flat keys as ``zo-llm train``. ``task_options`` are options every task
+    entry gets unless it sets them itself (the ``eval_size``/``data`` keys).
+    """
+
+    strategies: tuple[Entry, ...]
     out: str
-    model: str = "zo-tiny"
-    spaces: list[Entry] = field(default_factory=lambda: [Entry("full")])
-    tasks: list[Entry] = field(default_factory=lambda: [Entry("countdown-easy")])
-    seeds: list[int] = field(default_factory=lambda: [0])
+    spaces: tuple[Entry, ...] = (Entry("full"),)
+    tasks: tuple[Entry, ...] = (Entry("countdown-easy"),)
+    seeds: tuple[int, ...] = (0,)
     budget: int | None = None
-    iterations: int = 10
-    batch_size: int = 16
-    max_new_tokens: int = 64
-    eval_every: int = 2
-    eval_every_samples: int | None = None
-    eval_size: int | None = None
     target: float | None = None
     metric: str | None = None
-    dtype: str = "float32"
-    device: str = "auto"
-    threads: int | None = 1
+    base: RunConfig = field(default_factory=lambda: run_config.resolve(RUN_DEFAULTS))
+    task_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for key in ("strategies", "spaces", "tasks", "seeds"):
+            object.__setattr__(self, key, tuple(getattr(self, key)))
         if not self.strategies:
             raise ValueError("a bench needs at least one strategy")
         if not self.seeds:
             raise ValueError("a bench needs at least one seed")
-        if self.budget is not None:
-            # the budget decides; iterations only bound it (one prompt batch per iteration at least)
-            self.iterations = max(self.iterations, math.ceil(self.budget / self.batch_size))
+        if self.budget is not None and self.budget < 1:
+            raise ValueError(f"budget={self.budget} must be >= 1 sample evaluation")
         self.validate()
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> BenchConfig:
+    def from_dict(cls, raw: Mapping[str, Any], where: str = "bench config") -> BenchConfig:
+        """A bench from the keys of its TOML: its own (:data:`BENCH_KEYS`) and run settings."""
         raw = {k.replace("-", "_"): v for k, v in raw.items()}
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - names)
-        if unknown:
-            raise ValueError(
-                f"unknown bench key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}"
-            )
         if not raw.get("out"):
             raise ValueError('no output folder; pass --out DIR or set out = "..." in the TOML')
         if "strategies" not in raw:
@@ -176,19 +159,49 @@ class BenchConfig:
                 "no strategies; pass --strategies es,mezo or add [[strategies]] tables (or "
                 'strategies = ["es", "mezo"]) to the TOML'
             )
+        known = {*BENCH_KEYS, *run_config.settings(), *run_config.SHORTCUTS, *run_config.SECTIONS}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown bench key(s) {', '.join(unknown)}; valid keys: the bench's "
+                f"{', '.join(BENCH_KEYS)}, and zo-llm train's settings (zo-llm bench --help)"
+            )
+        own = {k: raw.pop(k) for k in BENCH_KEYS if k in raw}
         for key, kind in (("strategies", "strategy"), ("spaces", "space"), ("tasks", "task")):
-            if key in raw:
-                raw[key] = [Entry.parse(v, kind) for v in raw[key]]
-        return cls(**raw)
+            if key in own:
+                own[key] = tuple(Entry.parse(v, kind) for v in own[key])
+        refused = sorted(set(raw) & set(PER_RUN))
+        if refused:
+            raise ValueError(
+                f"{where}: {', '.join(refused)} is set per run by the bench; use "
+                + ", ".join(sorted(BENCH_KEYS))
+            )
+        task_options = {k: raw.pop(k) for k in ("eval_size", "data") if k in raw}
+        try:
+            base = run_config.resolve(RUN_DEFAULTS, raw, where=where)
+        except ValueError as error:
+            valid = ", ".join(sorted(BENCH_KEYS))
+            raise ValueError(f"{error} (or a bench key: {valid})") from None
+        return cls(**own, base=base, task_options=task_options)
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> BenchConfig:
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"bench config {path} does not exist")
-        with path.open("rb") as handle:
-            raw = tomllib.load(handle)
-        return cls.from_dict({**raw, **overrides})
+        from .cli.flags import read_toml
+
+        raw = read_toml(Path(path), "bench config")
+        return cls.from_dict({**raw, **overrides}, where=str(path))
+
+    @property
+    def title(self) -> str:
+        return str(self.base.model.name)
+
+    @property
+    def iterations(self) -> int:
+        """Iterations per run: the budget decides, ``loop.iterations`` only bounds it."""
+        iterations = self.base.loop.iterations
+        if self.budget is not None:  # one prompt batch per iteration at least
+            iterations = max(iterations, math.ceil(self.budget / self.base.loop.batch_size))
+        return iterations
 
     def plan(self) -> list[PlannedRun]:
         """Every strategy x space x task x seed, less the spaces a strategy is restricted from."""
@@ -199,18 +212,42 @@ class BenchConfig:
                     row = (strategy.key, space.key, task.key)
                     for seed in self.seeds:
                         name = "--".join(row) + f"--seed{seed}"
-                        config = self._train_config(strategy, space, task, seed, name)
+                        config = self._run_config(strategy, space, task, seed, name)
                         runs.append(PlannedRun(name, row, config))
         return runs
 
-    def runs(self) -> list[tuple[str, TrainConfig]]:
-        """``(folder name, TrainConfig)`` for every run of the bench."""
+    def runs(self) -> list[tuple[str, RunConfig]]:
+        """``(folder name, RunConfig)`` for every run of the bench."""
         return [(run.name, run.config) for run in self.plan()]
 
     def _spaces_of(self, strategy: Entry) -> list[Entry]:
         if strategy.spaces is None:
             return list(self.spaces)
         return [s for s in self.spaces if s.key in strategy.spaces or s.name in strategy.spaces]
+
+    def _run_config(self, strategy, space, task, seed: int, name: str) -> RunConfig:
+        """The base config with this run's components, seed, budget and folder put in."""
+        base = self.base
+        evaluation = base.evaluation
+        checkpoint_every = base.output.checkpoint_every or 1
+        return dataclasses.replace(
+            base,
+            strategy=_section(StrategySection, strategy, f"strategy {strategy.key!r}"),
+            space=_section(SpaceSection, space, f"space {space.key!r}"),
+            task=_section(
+                TaskSection,
+                Entry(task.name, {**self.task_options, **task.options}),
+                f"task {task.key!r}",
+            ),
+            loop=dataclasses.replace(
+                base.loop, seed=seed, iterations=self.iterations, max_samples=self.budget
+            ),
+            output=dataclasses.replace(
+                base.output,
+                out=str(Path(self.out) / "runs" / name),
+                checkpoint_every=min(checkpoint_every, max(1, evaluation.eval_every)),
+            ),
+        )
 
     # --- checks made before any run starts -------------------------------
 
@@ -221,12 +258,8 @@ class BenchConfig:
           ValueError: naming the entry at fault and what would fix it (an
             unknown name lists the known ones).
         """
-        for strategy in self.strategies:
-            _options(STRATEGIES.get(strategy.name), strategy.options, f"strategy {strategy.key!r}")
-        for space in self.spaces:
-            _options(PARAMETRIZATIONS.get(space.name), space.options, f"space {space.key!r}")
-        for task in self.tasks:
-            _resolve_task_options(task)
+        from .strategies.base import IncompatibleSpaceError
+
         space_keys = {s.key for s in self.spaces} | {s.name for s in self.spaces}
         for strategy in self.strategies:
             unknown = sorted(set(strategy.spaces or ()) - space_keys)
@@ -237,27 +270,39 @@ class BenchConfig:
                 )
             if not self._spaces_of(strategy):
                 raise ValueError(f"strategy {strategy.key!r} is restricted to no space")
-            self._check_pairings(strategy)
         self._check_unique_names()
+        for strategy in self.strategies:
+            for space in self._spaces_of(strategy):
+                try:
+                    self._run_config(strategy, space, self.tasks[0], self.seeds[0], "check")
+                except IncompatibleSpaceError as error:
+                    raise ValueError(
+                        f"strategy {strategy.key!r} cannot search space {space.key!r}: {error}"
+                        f"{self._pairing_fix(strategy, space)}"
+                    ) from None
+        for task in self.tasks[1:]:
+            self._run_config(
+                self.strategies[0], self._spaces_of(self.strategies[0])[0], task, 0, ""
+            )
 
-    def _check_pairings(self, strategy: Entry) -> None:
-        supported = STRATEGIES.get(strategy.name).supported_kinds
-        for space in self._spaces_of(strategy):
-            kinds = PARAMETRIZATIONS.get(space.name).kinds
-            if supported & kinds:
-                continue
-            fitting = [s.key for s in self.spaces if PARAMETRIZATIONS.get(s.name).kinds & supported]
-            registered = spaces_searched_by(supported)
-            fix = (
-                f'restrict it with spaces = ["{fitting[0]}"] in its [[strategies]] table'
-                if fitting
-                else f"add a space it can search ({', '.join(registered) or 'none registered'})"
-            )
-            raise ValueError(
-                f"strategy {strategy.key!r} cannot search space {space.key!r}: it searches "
-                f"{'/'.join(sorted(supported))} spaces and {space.name!r} is "
-                f"{'/'.join(sorted(kinds))}; {fix}, or drop the pairing"
-            )
+    def _pairing_fix(self, strategy: Entry, space: Entry) -> str:
+        """For a refused pairing, how to restrict the strategy in the bench TOML."""
+        from .components import component_class
+
+        cls = component_class("strategy", strategy.name)
+        fitting = [
+            s.key
+            for s in self.spaces
+            if cls is not None
+            and (space_cls := component_class("space", s.name)) is not None
+            and cls.supported_kinds & space_cls.kinds
+        ]
+        if not fitting or space.key in fitting:
+            return ""
+        return (
+            f'. In the bench: restrict it with spaces = ["{fitting[0]}"] in its '
+            "[[strategies]] table, or drop the pairing"
+        )
 
     def _check_unique_names(self) -> None:
         entries: dict[str, list[tuple[Entry, Entry, Entry]]] = {}
@@ -287,105 +332,34 @@ class BenchConfig:
     def check_kept_runs(self) -> None:
         """Refuses kept run folders (finished or checkpointed) made with other settings.
 
-        Compared: the zo-llm version that made the run and the
-        :data:`COMPARED_KEYS` of each folder's ``run_config.json`` against the
-        config this bench would run, with the component options resolved
-        through their config classes (the saved file holds every default).
+        Compared: the zo-llm version that made the run and every setting of its
+        ``run_config.json`` against the config this bench would run, less the
+        machine settings (:data:`MACHINE`) that change no number.
         """
         for run in self.plan():
-            folder = Path(run.config.out)
-            kept = (folder / DONE_MARKER).exists() or (folder / CHECKPOINT_FILE).exists()
-            if not kept or not (folder / CONFIG_FILE).exists():
+            folder = RunDir(run.config.output.out)
+            kept = (folder.path / DONE_MARKER).exists() or folder.has_checkpoint()
+            if not kept or not folder.holds_run():
                 continue
-            saved = load_run_config(folder)
             differing = []
-            made_by = json.loads((folder / CONFIG_FILE).read_text()).get("zo_llm_version")
+            made_by = folder.made_by()
             if made_by != __version__:  # rewards or splits may have changed since
                 differing.append(f"zo-llm version (run: {made_by!r}, now: {__version__!r})")
-            for key, want in _comparable(run.config).items():
-                have = saved.get(key)
-                if isinstance(want, _Given):  # unresolvable options: compare those given
-                    want = want.options
-                    have = {option: (have or {}).get(option) for option in want}
-                if isinstance(want, dict):
-                    have = have or {}
-                    differing += [
-                        f"{key}.{option} (run: {have.get(option)!r}, config: {want.get(option)!r})"
-                        for option in sorted(set(have) | set(want))
-                        if have.get(option) != want.get(option)
-                    ]
-                elif have != want:
-                    differing.append(f"{key} (run: {have!r}, config: {want!r})")
+            differing += run_config.differences(folder.read_config(), run.config.to_dict())
             if differing:
                 raise ValueError(
-                    f"run {folder} was made with other settings than this bench config: "
+                    f"run {folder.path} was made with other settings than this bench config: "
                     f"{'; '.join(differing)}. Pass another --out, or delete that run folder "
                     "to redo it"
                 )
 
-    def _train_config(self, strategy, space, task, seed: int, name: str) -> TrainConfig:
-        return TrainConfig(
-            model=self.model,
-            strategy=strategy.name,
-            space=space.name,
-            task=task.name,
-            strategy_options=dict(strategy.options),
-            space_options=dict(space.options),
-            task_options=dict(task.options),
-            iterations=self.iterations,
-            max_samples=self.budget,
-            batch_size=self.batch_size,
-            max_new_tokens=self.max_new_tokens,
-            eval_every=self.eval_every,
-            eval_every_samples=self.eval_every_samples,
-            eval_size=self.eval_size,
-            checkpoint_every=max(1, self.eval_every),
-            dtype=self.dtype,
-            device=self.device,
-            seed=seed,
-            threads=self.threads,
-            out=str(Path(self.out) / "runs" / name),
-            progress=False,
-        )
 
-
-@dataclass(frozen=True)
-class _Given:
-    """Options of a component that cannot be resolved without importing it: compared as given."""
-
-    options: dict[str, Any]
-
-
-def _json(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def _options(cls: type, options: dict[str, Any], owner: str) -> dict[str, Any]:
-    """A component's options with every default filled in, as a run saves them."""
+def _section(cls: type, entry: Entry, owner: str) -> Any:
     try:
-        config = make_config(cls.config_class, options, owner)
-    except (ValueError, TypeError) as error:  # a config's own check may not say whose it is
+        return cls(name=entry.name, options=dict(entry.options))
+    except ValueError as error:
         message = str(error)
-        raise ValueError(message if owner in message else f"{owner}: {message}") from None
-    return _json(dataclasses.asdict(config))
-
-
-def _resolve_task_options(task: Entry) -> dict[str, Any] | _Given:
-    """A task entry's full options, as a run saves them (every default filled in)."""
-    registered, options = task_reference(task.name, task.options)
-    if registered is None:
-        return _Given(_json(options))  # module:object: checked when the run imports it
-    return _options(TASKS.get(registered), options, f"task {task.key!r}")
-
-
-def _comparable(config: TrainConfig) -> dict[str, Any]:
-    """The :data:`COMPARED_KEYS` of a run config as ``run_config.json`` would hold them."""
-    fields = _json({key: getattr(config, key) for key in COMPARED_KEYS})
-    for key, registry in (("strategy", STRATEGIES), ("space", PARAMETRIZATIONS)):
-        cls = registry.get(getattr(config, key))
-        fields[f"{key}_options"] = _options(cls, getattr(config, f"{key}_options"), key)
-    fields["task_options"] = _resolve_task_options(Entry(config.task, config.task_options))
-    return fields
+        raise ValueError(message if entry.name in message else f"{owner}: {message}") from None
 
 
 def run_bench(config: BenchConfig) -> list[str]:
@@ -398,16 +372,14 @@ def run_bench(config: BenchConfig) -> list[str]:
     config.check_kept_runs()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_config.json").write_text(
-        json.dumps(dataclasses.asdict(config), indent=2, default=str)
-    )
+    (out / "bench_config.json").write_text(json.dumps(_bench_json(config), indent=2, default=str))
     executed = []
-    for name, train_config in config.runs():
-        folder = Path(train_config.out)
-        if (folder / DONE_MARKER).exists():
+    for name, config_of_run in config.runs():
+        folder = RunDir(config_of_run.output.out)
+        if (folder.path / DONE_MARKER).exists():
             continue
-        _run_in_subprocess(train_config, resume=(folder / CHECKPOINT_FILE).exists())
-        (folder / DONE_MARKER).write_text("")
+        _run_in_subprocess(config_of_run, resume=folder.has_checkpoint())
+        (folder.path / DONE_MARKER).write_text("")
         executed.append(name)
     rows = summarise(config)
     write_tables(rows, out)
@@ -415,16 +387,23 @@ def run_bench(config: BenchConfig) -> list[str]:
     return executed
 
 
-def _run_in_subprocess(train_config: TrainConfig, resume: bool) -> None:
+def _bench_json(config: BenchConfig) -> dict[str, Any]:
+    """The bench config as JSON: its own keys, and the base run config's nested form."""
+    own = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "base"}
+    return {
+        **json.loads(json.dumps(own, default=lambda o: dataclasses.asdict(o))),
+        "base": config.base.to_dict(),
+    }
+
+
+def _run_in_subprocess(config: RunConfig, resume: bool) -> None:
     """One run in a fresh process: its peak memory is its own, and a crash stays contained."""
-    folder = Path(train_config.out)
+    folder = Path(config.output.out)
     if not resume and folder.exists():
         shutil.rmtree(folder)  # started but never checkpointed: nothing to keep
     context = multiprocessing.get_context("spawn")
     errors = context.SimpleQueue()
-    process = context.Process(
-        target=_train_or_resume, args=(dataclasses.asdict(train_config), resume, errors)
-    )
+    process = context.Process(target=_train_or_resume, args=(config.to_dict(), resume, errors))
     process.start()
     process.join()
     if process.exitcode != 0:
@@ -440,18 +419,19 @@ def _run_in_subprocess(train_config: TrainConfig, resume: bool) -> None:
         )
 
 
-def _train_or_resume(fields: dict[str, Any], resume: bool, errors: Any = None) -> None:
+def _train_or_resume(nested: dict[str, Any], resume: bool, errors: Any = None) -> None:
     from transformers.utils import logging as hf_logging
 
+    from .runner import Experiment
     from .runner import resume as resume_run
-    from .runner import train
 
     hf_logging.disable_progress_bar()  # the bench reports per run; load/save bars are noise
     try:
+        config = run_config.resolve(nested)
         if resume:
-            resume_run(fields["out"], iterations=fields["iterations"], progress=False)
+            resume_run(config.output.out, iterations=config.loop.iterations, progress=False)
         else:
-            train(TrainConfig(**fields))
+            Experiment(config).run()
     except (ValueError, FileNotFoundError, OSError, KeyError) as error:
         # a user's error (a setting, a file): its message says it all, no traceback
         if errors is not None:

@@ -9,17 +9,31 @@ from __future__ import annotations
 import csv
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .logging import read_metrics
+from .rundir import read_metrics
 
-if TYPE_CHECKING:
-    from .bench import BenchConfig
+
+class BenchConfig(Protocol):
+    """What the report reads of a bench (:class:`zo_llm.bench.BenchConfig`)."""
+
+    metric: str | None
+    target: float | None
+    spaces: tuple[Any, ...]
+    tasks: tuple[Any, ...]
+    seeds: tuple[int, ...]
+
+    @property
+    def title(self) -> str: ...
+
+    def runs(self) -> list[tuple[str, Any]]: ...
+
+    def plan(self) -> list[Any]: ...
 
 
 def run_records(config: BenchConfig) -> dict[str, list[dict[str, Any]]]:
     """The metrics records of every run folder of the bench, by folder name."""
-    return {name: read_metrics(Path(c.out)) for name, c in config.runs()}
+    return {name: read_metrics(Path(c.output.out)) for name, c in config.runs()}
 
 
 def _metric(config: BenchConfig, record: dict[str, Any]) -> str:
@@ -186,7 +200,7 @@ def plot(config: BenchConfig, out: Path) -> None:
             )
         axes.set_xlabel(x_label)
         axes.set_ylabel(f"held-out {metric}")
-        axes.set_title(f"{config.model}: mean ± std over {len(config.seeds)} seed(s)")
+        axes.set_title(f"{config.title}: mean ± std over {len(config.seeds)} seed(s)")
         axes.legend()
         figure.tight_layout()
         figure.savefig(out / filename, dpi=120)

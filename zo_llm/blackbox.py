@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import make_config
+from .evaluation import evaluate_candidates
+from .options import make_config
 from .parametrizations.base import Parametrization
 from .parametrizations.tensor import TensorSpace
 from .strategies.base import STRATEGIES, Strategy
@@ -106,6 +107,10 @@ def maximize(
     config = make_config(cls.config_class, strategy_options, f"strategy {cls.name!r}")
     search = cls(space, config, seed=seed)
 
+    def point_and_value() -> tuple[torch.Tensor, float]:
+        x = space.get_vector()  # at a candidate: a model bound to the space sees it too
+        return x, float(objective(x))
+
     start = time.perf_counter()
     best_reward, best_x = -math.inf, space.get_vector()
     evaluations, reached, history = 0, None, []
@@ -115,10 +120,7 @@ def maximize(
         while not complete:
             candidates = search.ask()
             values = []
-            for candidate in candidates:
-                with candidate.applied_to(space):  # a model bound to the space sees it too
-                    x = space.get_vector()
-                    value = float(objective(x))
+            for x, value in evaluate_candidates(space, candidates, point_and_value):
                 evaluations += 1
                 values.append(value)
                 if value > best_reward:

@@ -1,10 +1,10 @@
-"""Run logs: ``metrics.jsonl`` (the record of truth) mirrored to TensorBoard.
+"""Run logs as loop hooks: ``metrics.jsonl`` (the record of truth), TensorBoard, W&B, a bar.
 
 Each line of ``metrics.jsonl`` is one standard JSON object (a NaN is written as
-``null``), ``{"type": "train", ...}``
-per iteration or ``{"type": "eval", ...}`` per held-out evaluation. On resume
-the file is cut back to the lines the checkpoint had seen, so a resumed run's
-log reads as if it had never stopped.
+``null``), ``{"type": "train", ...}`` per iteration or ``{"type": "eval", ...}``
+per held-out evaluation. On resume the file is cut back to the lines the
+checkpoint had seen, so a resumed run's log reads as if it had never stopped;
+the mirrors (TensorBoard, W&B) are rebuilt or continued from it.
 """
 
 from __future__ import annotations
@@ -13,72 +13,148 @@ import json
 import math
 import numbers
 import shutil
-from pathlib import Path
-from typing import Any
+import uuid
+from typing import TYPE_CHECKING
 
-METRICS_FILE = "metrics.jsonl"
+from .hooks import Hook, Record
+from .rundir import METRICS_FILE, read_metrics
+
+if TYPE_CHECKING:
+    from .runner import Experiment
+
+__all__ = ["METRICS_FILE", "MetricsFile", "ProgressBar", "TensorBoard", "Wandb", "read_metrics"]
 
 
-class RunLogger:
-    """Appends records to ``metrics.jsonl`` and TensorBoard (``tensorboard/``) in a run folder."""
+class MetricsFile(Hook):
+    """Appends every record to the run folder's ``metrics.jsonl``."""
 
-    def __init__(self, run_dir: Path, keep_lines: int | None = None, tensorboard: bool = True):
-        self.path = run_dir / METRICS_FILE
-        old = self.path.read_text() if keep_lines is not None and self.path.exists() else ""
-        self.path.write_text("".join(old.splitlines(keepends=True)[: keep_lines or 0]))
-        self.lines = len(self.path.read_text().splitlines())
+    def on_start(self, run: Experiment) -> None:
+        path = run.rundir.metrics_file
+        old = path.read_text() if path.exists() else ""
+        path.write_text("".join(old.splitlines(keepends=True)[: run.logged_lines]))
+
+    def on_record(self, run: Experiment, record: Record) -> None:
+        with run.rundir.metrics_file.open("a") as handle:
+            handle.write(json.dumps(_strict_json(record)) + "\n")
+
+
+class TensorBoard(Hook):
+    """Mirrors the numbers of every record to TensorBoard events in ``tensorboard/``.
+
+    On resume the folder is rebuilt from the kept ``metrics.jsonl`` (rather than
+    with TensorBoard's purge_step), which drops the steps logged after the
+    checkpoint whatever order TensorBoard reads its event files in.
+    """
+
+    def __init__(self) -> None:
         self._writer = None
-        if tensorboard:
-            self._open_tensorboard(run_dir / "tensorboard", rebuild=keep_lines is not None)
 
-    def _open_tensorboard(self, folder: Path, rebuild: bool) -> None:
-        """Starts the TensorBoard mirror; on resume, rebuilds it from the kept records.
-
-        Rebuilding from ``metrics.jsonl`` (rather than TensorBoard's purge_step)
-        drops the steps logged after the checkpoint whatever order TensorBoard
-        reads its event files in.
-        """
+    def on_start(self, run: Experiment) -> None:
         from torch.utils.tensorboard import SummaryWriter  # imported lazily: slow import
 
-        if rebuild and folder.exists():
+        folder = run.rundir.path / "tensorboard"
+        if folder.exists():
             shutil.rmtree(folder)
         self._writer = SummaryWriter(str(folder))
-        for record in read_metrics(self.path) if rebuild else []:
-            self._mirror(record)
+        for record in run.rundir.metrics():
+            self.on_record(run, record)
 
-    def log(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(_strict_json(record)) + "\n")
-        self.lines += 1
-        self._mirror(record)
-
-    def _mirror(self, record: dict[str, Any]) -> None:
-        if self._writer is None:
-            return
+    def on_record(self, run: Experiment, record: Record) -> None:
         step = int(record.get("iteration", 0))
-        for key, value in record.items():
-            if key in ("type", "iteration") or not isinstance(value, numbers.Real):
-                continue
-            if math.isfinite(value):
-                self._writer.add_scalar(f"{record.get('type', 'run')}/{key}", value, step)
+        for key, value in _scalars(record):
+            self._writer.add_scalar(f"{record.get('type', 'run')}/{key}", value, step)
         self._writer.flush()
 
-    def close(self) -> None:
+    def close(self, run: Experiment) -> None:
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
 
 
-def _strict_json(record: dict[str, Any]) -> dict[str, Any]:
+class Wandb(Hook):
+    """Logs every record to a Weights & Biases run (``pip install 'zo-llm[wandb]'``).
+
+    The W&B run's id is kept in the run folder (``wandb_id``), so a resumed
+    run continues the same W&B run; its files go to the run folder's
+    ``wandb/``. ``WANDB_MODE=offline`` logs without a network.
+    """
+
+    def __init__(self, project: str) -> None:
+        self.project = project
+        self._run = None
+
+    def on_start(self, run: Experiment) -> None:
+        try:
+            import wandb
+        except ImportError:
+            raise ValueError(
+                "--wandb-project needs the wandb package: pip install 'zo-llm[wandb]'"
+            ) from None
+        id_file = run.rundir.path / "wandb_id"
+        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
+        id_file.write_text(run_id)
+        self._run = wandb.init(
+            project=self.project,
+            id=run_id,
+            resume="allow",
+            dir=str(run.rundir.path),
+            name=run.rundir.path.name,
+            config=run.config.to_dict(),
+        )
+
+    def on_record(self, run: Experiment, record: Record) -> None:
+        kind = record.get("type", "run")
+        values = {f"{kind}/{key}": value for key, value in _scalars(record)}
+        self._run.log(values | {"iteration": int(record.get("iteration", 0))})
+
+    def close(self, run: Experiment) -> None:
+        if self._run is not None:
+            self._run.finish()
+            self._run = None
+
+
+class ProgressBar(Hook):
+    """A tqdm bar over the run's iterations, showing the latest mean reward."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def on_start(self, run: Experiment) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(
+            total=run.config.loop.iterations,
+            initial=run.iteration,
+            desc="zo-llm",
+            unit="it",
+            dynamic_ncols=True,
+        )
+
+    def on_record(self, run: Experiment, record: Record) -> None:
+        if record["type"] == "train":
+            self._bar.update(1)
+            self._bar.set_postfix(reward=f"{record['reward_mean']:.4f}")
+
+    def close(self, run: Experiment) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _scalars(record: Record) -> list[tuple[str, float]]:
+    """The finite numbers of a record, without its type and step."""
+    return [
+        (key, value)
+        for key, value in record.items()
+        if key not in ("type", "iteration")
+        and isinstance(value, numbers.Real)
+        and math.isfinite(value)
+    ]
+
+
+def _strict_json(record: Record) -> Record:
     """NaN and infinities become null, so every line is standard JSON (jq, browsers)."""
     return {
         key: None if isinstance(value, float) and not math.isfinite(value) else value
         for key, value in record.items()
     }
-
-
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file (or of the run folder holding one)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

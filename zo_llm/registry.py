@@ -6,6 +6,7 @@ branch on a name; differences in behaviour are class attributes of the entries.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
@@ -54,7 +55,8 @@ class Registry(Generic[T]):
                 )
             self._entries[name] = entry
             if isinstance(entry, type):
-                entry.name = name
+                with contextlib.suppress(TypeError):  # built-in types take no attributes
+                    entry.name = name
             return entry
 
         return decorator

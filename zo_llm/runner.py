@@ -1,15 +1,10 @@
-"""The generic loop: ask -> evaluate -> tell, with held-out evaluation, logs and checkpoints.
+"""The generic loop: one strategy, one parametrization, one task, one evaluator, and hooks.
 
-The runner composes one strategy, one parametrization and one task, chosen by
-registry name or passed as objects, and never branches on which ones they are.
-
-A run is a folder::
-
-    run_config.json   the resolved config (names and every component's options)
-    metrics.jsonl     one JSON object per iteration and per evaluation
-    tensorboard/      the same numbers as TensorBoard events
-    checkpoint.pt     the latest checkpoint, replaced atomically
-    final/            the trained model, a save_pretrained folder with its tokenizer
+The runner composes components chosen by registry name (or passed as
+objects) and never branches on which ones they are. Everything is checked
+before the model loads: the run config (names, options, pairing, evaluator)
+when it is built, then the task's data, then the space's size from the model's
+shapes where a strategy has a size limit.
 
 Reproducibility: member seeds come from (run seed, generation, member) and the
 prompt minibatch of iteration i from (run seed, i), so a checkpoint needs only
@@ -20,316 +15,154 @@ run computes the same numbers as one that never stopped.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import __version__
-from .config import make_config
-from .evaluation import SequentialEvaluator, evaluate_heldout
-from .logging import RunLogger, read_metrics
+from .components import build_space, build_strategy, build_task, component_name, object_name
+from .config import RunConfig, flatten, resolve
+from .evaluation import choose_evaluator, evaluate_heldout
+from .hooks import Checkpointing, HeldoutEvaluation, Hook, Record, as_hook
+from .iteration import run_iteration
+from .logging import MetricsFile, ProgressBar, TensorBoard, Wandb
 from .memory import peak_memory_mb
 from .models.generation import TextGenerator
 from .models.loading import load_model
-from .parametrizations.base import PARAMETRIZATIONS, Parametrization
-from .strategies.base import STRATEGIES, Strategy
-from .tasks.base import TASKS, Task
-from .tasks.loading import BUILDERS as DATA_SUFFIXES
+from .preflight import check_space_size
+from .rundir import RunDir
 
-CONFIG_FILE = "run_config.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-FINAL_DIR = "final"
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; every field is a CLI flag and a TOML key."""
-
-    model: str | None = field(
-        default="zo-tiny",
-        metadata={"help": "alias (zo-llm list), hub id, local model folder or .gguf file"},
-    )
-    strategy: str = field(default="es", metadata={"help": "strategy name (zo-llm list)"})
-    space: str = field(default="full", metadata={"help": "parametrization name (zo-llm list)"})
-    task: str = field(default="countdown-easy", metadata={"help": "task name (zo-llm list)"})
-    strategy_options: dict[str, Any] = field(default_factory=dict)
-    space_options: dict[str, Any] = field(default_factory=dict)
-    task_options: dict[str, Any] = field(default_factory=dict)
-    iterations: int = field(default=10, metadata={"help": "iterations in total"})
-    max_samples: int | None = field(
-        default=None,
-        metadata={"help": "stop once this many sample evaluations (members x prompts) are spent"},
-    )
-    batch_size: int = field(default=16, metadata={"help": "training prompts per iteration"})
-    max_new_tokens: int = field(default=64, metadata={"help": "tokens generated per prompt"})
-    generation_batch_size: int = field(default=32, metadata={"help": "prompts per forward batch"})
-    eval_every: int = field(
-        default=2, metadata={"help": "held-out evaluation period (0: start/end)"}
-    )
-    eval_every_samples: int | None = field(
-        default=None,
-        metadata={"help": "also evaluate each time this many more sample evaluations are spent"},
-    )
-    eval_size: int | None = field(default=None, metadata={"help": "held-out examples (None: all)"})
-    eval_samples: int = field(
-        default=0,
-        metadata={"help": "also score N sampled completions per held-out prompt (sampled_*)"},
-    )
-    eval_temperature: float = field(
-        default=1.0, metadata={"help": "sampling temperature of --eval-samples"}
-    )
-    eval_kl: bool = field(
-        default=False,
-        metadata={
-            "help": "also report KL(model || base model) per token on the held-out prompts "
-            "(holds a second copy of the base model)"
-        },
-    )
-    checkpoint_every: int = field(default=10, metadata={"help": "checkpoint period in iterations"})
-    dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
-    seed: int = field(default=0, metadata={"help": "seeds noise and minibatches"})
-    threads: int | None = field(
-        default=None, metadata={"help": "torch CPU threads (None: torch's)"}
-    )
-    out: str | None = field(
-        default=None,
-        metadata={"help": "run folder (created; the CLI picks runs/TASK-STRATEGY-TIME without it)"},
-    )
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
-    tensorboard: bool = field(default=True, metadata={"help": "write TensorBoard events"})
-
-    def __post_init__(self) -> None:
-        for name in ("iterations", "batch_size", "max_new_tokens", "generation_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        for name in ("eval_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
-        if self.eval_every_samples is not None and self.eval_every_samples < 1:
-            raise ValueError(f"eval_every_samples={self.eval_every_samples} must be >= 1")
-        if self.max_samples is not None and self.max_samples < 1:
-            raise ValueError(f"max_samples={self.max_samples} must be >= 1 (or None)")
-        if self.eval_size is not None and self.eval_size < 1:
-            raise ValueError(f"eval_size={self.eval_size} must be >= 1 (or None for all)")
-        if self.eval_samples < 0:
-            raise ValueError(f"eval_samples={self.eval_samples} must be >= 0 (0: greedy only)")
-        if self.eval_temperature <= 0:
-            raise ValueError(f"eval_temperature={self.eval_temperature} must be > 0")
-
-
-def build_task(name: str, options: dict[str, Any] | None = None) -> Task:
-    """A task by registry name, ``module:object`` (importable), or data file path.
-
-    ``module:object`` names a :class:`Task` instance, a Task subclass (built
-    from ``options``) or a factory called with ``options``; a path to a data
-    file (or folder) is the ``file`` task with ``data=`` that path. Both record
-    ``name`` as the task's ``source``, so a run's config rebuilds it on resume.
-    """
-    registered, options = task_reference(name, options)
-    if registered is None:
-        task = _import_task(name, options)
-    else:
-        cls = _lookup(TASKS, registered, "task")
-        task = cls(make_config(cls.config_class, options, f"task {registered!r}"))
-        if registered == name:
-            return task
-    task.source = name
-    return task
-
-
-def task_reference(name: str, options: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
-    """What a task name refers to: ``(registry name, options)``, or ``(None, options)``.
-
-    None means ``module:object``, imported only when the task is built; a data
-    file or folder is the ``file`` task with ``data=`` that path.
-    """
-    options = dict(options or {})
-    if ":" in name and not name.startswith("python:") and not Path(name).exists():
-        return None, options
-    if name not in TASKS and (Path(name).suffix in DATA_SUFFIXES or Path(name).is_dir()):
-        return "file", {**options, "data": name}
-    return name, options
-
-
-def _import_task(spec: str, options: dict[str, Any]) -> Task:
-    import importlib
-
-    module_name, _, attribute = spec.partition(":")
-    if os.getcwd() not in sys.path and "" not in sys.path:  # `zo-llm` scripts lack the cwd
-        sys.path.append(os.getcwd())
-    try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(
-            f"task {spec!r}: cannot import {attribute!r} from {module_name!r}: {error}"
-        ) from error
-    if isinstance(target, Task):
-        # a resumed run passes back the object's own (recorded) options: those are fine
-        own = dataclasses.asdict(target.config) if dataclasses.is_dataclass(target.config) else {}
-        changed = sorted(k for k, v in options.items() if own.get(k, object()) != v)
-        if changed:
-            raise ValueError(
-                f"task {spec!r} is a Task object; its options cannot be set ({', '.join(changed)})"
-            )
-        return target
-    if isinstance(target, type) and issubclass(target, Task):
-        return target(make_config(target.config_class, options, f"task {spec!r}"))
-    task = target(**options) if callable(target) else None
-    if not isinstance(task, Task):
-        raise ValueError(
-            f"task {spec!r} is not a Task, a Task subclass, or a factory returning a Task"
-        )
-    return task
-
-
-def build_space(name: str, options: dict[str, Any] | None = None) -> Parametrization:
-    cls = _lookup(PARAMETRIZATIONS, name, "space")
-    return cls(make_config(cls.config_class, options, f"parametrization {name!r}"))
-
-
-def _lookup(registry: Any, name: str, argument: str) -> Any:
-    if name.startswith("python:"):
-        raise ValueError(
-            f"this run used an unregistered {argument} object ({name[7:]}); pass it again "
-            f"(resume(run, {argument}=...)) or register its class by name"
-        )
-    return registry.get(name)
-
-
-def build_strategy(
-    name: str, space: Parametrization, options: dict[str, Any] | None = None, seed: int = 0
-) -> Strategy:
-    cls = STRATEGIES.get(name)
-    return cls(space, make_config(cls.config_class, options, f"strategy {name!r}"), seed=seed)
+HookLike = Hook | Callable[[Record], Any]
 
 
 class Experiment:
-    """One training run: a model, a task, a parametrization and a strategy, and a run folder.
+    """One training run: a model, a task, a parametrization, a strategy and a run folder.
 
-    Components are built from the config's registry names, or passed in as
-    objects (a user's own :class:`Task`, say); ``model``/``tokenizer`` may be
-    passed to reuse an already-loaded model.
+    Components are built from the config's names, or passed in as objects (a
+    user's own :class:`~zo_llm.tasks.base.Task`, say); ``model``/``tokenizer``
+    may be passed to reuse an already-loaded model. ``hooks`` are added after
+    the built-in ones (logs, held-out evaluation) and before the checkpoint.
     """
 
     def __init__(
         self,
-        config: TrainConfig,
+        config: RunConfig | None = None,
         *,
         model: torch.nn.Module | None = None,
         tokenizer: Any = None,
-        task: Task | None = None,
-        space: Parametrization | None = None,
+        task: Any = None,
+        space: Any = None,
+        hooks: Iterable[HookLike] = (),
     ) -> None:
+        config = with_objects(config or RunConfig(), model=model, task=task, space=space)
         self.config = config
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        self.task = task if task is not None else build_task(config.task.name, config.task.options)
+        self.train_examples = list(self.task.examples("train"))
+        self.eval_examples = list(self.task.examples("eval"))
+        if config.loop.batch_size > len(self.train_examples):
+            raise ValueError(
+                f"batch_size={config.loop.batch_size} exceeds the {len(self.train_examples)} "
+                "training examples of the task; lower --batch-size or give the task more data"
+            )
+        self.space = (
+            space if space is not None else build_space(config.space.name, config.space.options)
+        )
+        check_space_size(config, self.space, model)  # before loading: from the model's shapes
+        if config.model.threads:
+            torch.set_num_threads(config.model.threads)
         if model is None:
-            if config.model is None:
-                raise ValueError("no model given: pass --model (a hub id or a local folder)")
-            if config.model.startswith("python:"):
-                raise ValueError(
-                    f"this run was given a model object ({config.model[7:]}), not a name; "
-                    "pass it again: resume(run, model=..., tokenizer=...)"
-                )
-            model, tokenizer = load_model(config.model, config.dtype, config.device)
-        else:
-            # the object may be anything: never let a resume silently load another model
-            config.model = f"python:{type(model).__module__}.{type(model).__qualname__}"
+            model, tokenizer = _load(config.model.name, config)
         self.model, self.tokenizer = model, tokenizer
-        self.task = task if task is not None else build_task(config.task, config.task_options)
-        self.space = space if space is not None else build_space(config.space, config.space_options)
-        config.task = _component_name(TASKS, self.task)
-        config.space = _component_name(PARAMETRIZATIONS, self.space)
         self.space.bind(self.model)  # first: a strategy checks the bound space's size
         self.strategy = build_strategy(
-            config.strategy, self.space, config.strategy_options, seed=config.seed
+            config.strategy.name, self.space, config.strategy.options, seed=config.loop.seed
         )
-        self.train_examples = list(self.task.examples("train"))
-        eval_examples = list(self.task.examples("eval"))
-        self.eval_examples = (
-            eval_examples[: config.eval_size] if config.eval_size else eval_examples
-        )
-        if config.batch_size > len(self.train_examples):
-            raise ValueError(
-                f"batch_size={config.batch_size} exceeds the {len(self.train_examples)} training "
-                "examples of the task; lower --batch-size or give the task more data"
-            )
+        model_config = config.model
         self.generator = TextGenerator(
-            self.model, self.tokenizer, config.max_new_tokens, config.generation_batch_size
+            self.model,
+            self.tokenizer,
+            model_config.max_new_tokens,
+            model_config.generation_batch_size,
         )
-        self.evaluator = SequentialEvaluator(self.space, self.generator, self.task)
-        self.out = Path(config.out) if config.out else None
+        evaluator_class = choose_evaluator(config.loop.evaluator, type(self.space))
+        self.evaluator = evaluator_class(self.space, self.generator, self.task)
+        self.rundir = RunDir(config.output.out) if config.output.out else None
+        self.hooks = self._default_hooks(hooks)
         self.iteration = 0
         self.elapsed = 0.0
         self.samples = 0  # sample evaluations so far: members x prompts
+        self.logged_lines = 0  # records in metrics.jsonl
         self.evaluated_at: int | None = None
-        self.records: list[dict[str, Any]] = []
+        self.stop_requested: str | None = None
+        self.records: list[Record] = []
+        self._resumed = False
         # the base model for eval_kl, loaded now: its loading is no evaluation's time
-        self._reference = self._load_reference() if config.eval_kl else None
+        self._reference = self._load_reference() if config.evaluation.eval_kl else None
+
+    def _default_hooks(self, extra: Iterable[HookLike]) -> list[Hook]:
+        config = self.config
+        hooks: list[Hook] = []
+        if self.rundir is not None:
+            hooks.append(MetricsFile())
+            if config.output.tensorboard:
+                hooks.append(TensorBoard())
+            if config.output.wandb_project:
+                hooks.append(Wandb(config.output.wandb_project))
+        if config.output.progress:
+            hooks.append(ProgressBar())
+        evaluation = config.evaluation
+        hooks.append(HeldoutEvaluation(evaluation.eval_every, evaluation.eval_every_samples))
+        hooks.extend(as_hook(hook) for hook in extra)
+        if self.rundir is not None:
+            hooks.append(Checkpointing(config.output.checkpoint_every))
+        return hooks
 
     # --- the loop -------------------------------------------------------
 
     def minibatch(self, iteration: int) -> list[dict[str, Any]]:
         """The training prompts of ``iteration``: a function of (seed, iteration) only."""
-        rng = np.random.default_rng([self.config.seed, iteration])
-        picks = rng.choice(len(self.train_examples), self.config.batch_size, replace=False)
+        rng = np.random.default_rng([self.config.loop.seed, iteration])
+        picks = rng.choice(len(self.train_examples), self.config.loop.batch_size, replace=False)
         return [self.train_examples[i] for i in picks]
 
-    def step(self) -> dict[str, Any]:
+    def step(self) -> Record:
         """Runs one iteration (all its ask/tell rounds) and returns its train record."""
         start = time.perf_counter()
         examples = self.minibatch(self.iteration)
         encoded = self.generator.encode([self.task.prompt(e) for e in examples])
-        rewards, invalid, failures = [], 0, 0
-        while True:
-            candidates = self.strategy.ask()
-            self.samples += len(candidates) * len(examples)
-            result = self.evaluator.evaluate(candidates, examples, encoded)
-            info = self.strategy.tell(candidates, result.rewards)
-            rewards.extend(result.rewards.tolist())
-            invalid += info.get("invalid", 0)
-            failures += result.failures
-            if info["complete"]:
-                break
+        result = run_iteration(
+            self.strategy, lambda candidates: self.evaluator.evaluate(candidates, examples, encoded)
+        )
+        self.samples += result.evaluations * len(examples)
         self.iteration += 1
         seconds = time.perf_counter() - start
         self.elapsed += seconds
-        values = np.asarray(rewards)
-        finite = values[np.isfinite(values)] if np.isfinite(values).any() else np.array([np.nan])
         return {
             "type": "train",
             "iteration": self.iteration,
-            "reward_mean": float(finite.mean()),
-            "reward_std": float(finite.std()),
-            "reward_min": float(finite.min()),
-            "reward_max": float(finite.max()),
-            "invalid_members": invalid,
-            "reward_failures": failures,
+            **result.summary(),
+            "invalid_members": result.invalid,
+            "reward_failures": result.failures,
             "iteration_seconds": seconds,
             "time": self.elapsed,
             "samples": self.samples,
             "peak_memory_mb": peak_memory_mb(self.model.device),
         }
 
-    def evaluate(self) -> dict[str, Any]:
+    def evaluate(self) -> Record:
         """Held-out metrics of the current model, as an eval record (``time``: training only)."""
         start = time.perf_counter()
-        config = self.config
+        evaluation = self.config.evaluation
         metrics, _ = evaluate_heldout(
             self.generator,
             self.task,
             self.eval_examples,
-            samples=config.eval_samples,
-            temperature=config.eval_temperature,
-            seed=config.seed * 1_000_003 + self.iteration,  # resumes draw the same samples
+            samples=evaluation.eval_samples,
+            temperature=evaluation.eval_temperature,
+            seed=self.config.loop.seed * 1_000_003 + self.iteration,  # resumes draw the same
             reference=self._reference,
         )
         return {
@@ -342,121 +175,82 @@ class Experiment:
             "samples": self.samples,
         }
 
-    def _load_reference(self) -> torch.nn.Module:
-        """The base model, loaded again by name, for ``eval_kl``."""
-        name = self.config.model
-        if name is None or name.startswith("python:"):
-            raise ValueError(
-                "eval_kl compares with the base model loaded again by name; give --model "
-                "(an alias, hub id or folder) rather than a model object"
-            )
-        reference, _ = load_model(name, self.config.dtype, self.config.device)
-        return reference
+    def log(self, record: Record) -> None:
+        """Hands a record to every hook (the logs among them) and keeps it in :attr:`records`."""
+        self.records.append(record)
+        self.logged_lines += 1
+        if record["type"] == "eval":
+            self.evaluated_at = record["iteration"]
+        for hook in self.hooks:
+            hook.on_record(self, record)
 
-    def run(self, logger: RunLogger | None = None) -> list[dict[str, Any]]:
-        """Trains up to ``config.iterations`` and returns the records logged by this call.
-
-        Without a ``logger`` this starts a new run, and refuses a folder that
-        already holds one (resume it instead). The checkpoint of the last
-        iteration is written before the closing evaluation, so a run resumed
-        from it to more iterations logs exactly what an uninterrupted run would.
-        """
-        if self.out is not None:
-            if logger is None and (self.out / CONFIG_FILE).exists():
-                raise FileExistsError(
-                    f"{self.out} already holds a run; resume it (--resume {self.out}) "
-                    "or choose another --out"
-                )
-            self.out.mkdir(parents=True, exist_ok=True)
-            self._write_config()
-            if logger is None:
-                logger = RunLogger(self.out, tensorboard=self.config.tensorboard)
-        records: list[dict[str, Any]] = []
-
-        def log(record: dict[str, Any]) -> None:
-            records.append(record)
-            if logger is not None:
-                logger.log(record)
-            if record["type"] == "eval":
-                self.evaluated_at = record["iteration"]
-
-        if self.iteration == 0:
-            log(self.evaluate())
-        progress = _progress(self.config, self.iteration)
-        try:
-            while not self.finished():
-                spent_before = self.samples
-                record = self.step()
-                log(record)
-                progress.update(1)
-                progress.set_postfix(reward=f"{record['reward_mean']:.4f}")
-                if self._eval_due(spent_before):
-                    log(self.evaluate())
-                checkpoint_due = self.finished() or _due(
-                    self.iteration, self.config.checkpoint_every
-                )
-                if self.out is not None and checkpoint_due:
-                    self.save_checkpoint(logger.lines)
-            if self.evaluated_at != self.iteration:
-                log(self.evaluate())
-        finally:
-            progress.close()
-            if logger is not None:
-                logger.close()
-        if self.out is not None:
-            self.save_final(self.out / FINAL_DIR)
-        self.records = records
-        return records
-
-    def _eval_due(self, spent_before: int) -> bool:
-        """Every ``eval_every`` iterations, and each time ``eval_every_samples`` more are spent."""
-        every = self.config.eval_every_samples
-        crossed = every is not None and self.samples // every > spent_before // every
-        return crossed or _due(self.iteration, self.config.eval_every)
+    def request_stop(self, reason: str) -> None:
+        """Ends the run after the current iteration (checkpointed): early stopping, say."""
+        self.stop_requested = reason
 
     def finished(self) -> bool:
         """Whether the run has reached its iterations, or spent its sample budget."""
-        budget = self.config.max_samples
+        budget = self.config.loop.max_samples
         spent = budget is not None and self.samples >= budget
-        return spent or self.iteration >= self.config.iterations
+        return spent or self.iteration >= self.config.loop.iterations
 
-    # --- files ----------------------------------------------------------
+    def run(self) -> list[Record]:
+        """Trains up to ``loop.iterations`` and returns the records logged by this call.
 
-    def resolved_config(self) -> dict[str, Any]:
-        """The config with every component's full options, as written to ``run_config.json``."""
-        config = dataclasses.asdict(self.config)
-        config["strategy_options"] = dataclasses.asdict(self.strategy.config)
-        config["space_options"] = dataclasses.asdict(self.space.config)
-        config["task_options"] = dataclasses.asdict(self.task.config)
-        return {"zo_llm_version": __version__, "config": config}
+        A new run refuses a folder that already holds one (resume it instead).
+        """
+        if self.rundir is not None:
+            if not self._resumed and self.rundir.holds_run():
+                raise FileExistsError(
+                    f"{self.rundir.path} already holds a run; resume it "
+                    f"(--resume {self.rundir.path}) or choose another --out"
+                )
+            self.rundir.write_config(self.config)
+        self.records = []
+        self.stop_requested = None
+        try:
+            for hook in self.hooks:
+                hook.on_start(self)
+            while not self.finished() and self.stop_requested is None:
+                record = self.step()
+                self.log(record)
+                for hook in self.hooks:
+                    if hook.due(self):
+                        hook.after_iteration(self, record)
+            for hook in self.hooks:
+                hook.on_end(self)
+        finally:
+            for hook in self.hooks:
+                hook.close(self)
+        if self.rundir is not None:
+            self.save_final(self.rundir.final)
+        return self.records
 
-    def _write_config(self) -> None:
-        _atomic_write_text(self.out / CONFIG_FILE, json.dumps(self.resolved_config(), indent=2))
+    # --- state ----------------------------------------------------------
 
-    def save_checkpoint(self, metrics_lines: int) -> None:
-        """Writes ``checkpoint.pt`` atomically: a crash mid-write leaves the previous one valid."""
-        state = {
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint holds: the counters, the strategy's and the space's state."""
+        return {
             "iteration": self.iteration,
             "elapsed": self.elapsed,
             "samples": self.samples,
-            "metrics_lines": metrics_lines,
+            "metrics_lines": self.logged_lines,
             "strategy": self.strategy.state_dict(),
             "space": self.space.state_dict(),
         }
-        path = self.out / CHECKPOINT_FILE
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
 
-    def load_checkpoint(self, path: Path) -> int:
-        """Restores strategy and space from a checkpoint; returns the metrics lines it had seen."""
-        state = torch.load(path, weights_only=True)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continues from a checkpoint: the next :meth:`run` appends to the kept records."""
         self.strategy.load_state_dict(state["strategy"])
         self.space.load_state_dict(state["space"])
         self.iteration = int(state["iteration"])
         self.elapsed = float(state["elapsed"])
         self.samples = int(state["samples"])
-        return int(state["metrics_lines"])
+        self.logged_lines = int(state["metrics_lines"])
+        self._resumed = True
+
+    def save_checkpoint(self) -> None:
+        self.rundir.save_checkpoint(self.state_dict())
 
     def save_final(self, path: Path) -> None:
         """The trained model as a ``save_pretrained`` folder, tokenizer included."""
@@ -464,70 +258,97 @@ class Experiment:
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(str(path))
 
+    @property
+    def out(self) -> Path | None:
+        """The run folder, if the run writes one."""
+        return self.rundir.path if self.rundir is not None else None
 
-def _component_name(registry: Any, component: Any) -> str:
-    """The registry name of a component object, or ``python:module.Class`` for an unregistered one.
+    def _load_reference(self) -> torch.nn.Module:
+        """The base model, loaded again by name, for ``eval_kl``."""
+        name = self.config.model.name
+        if name is None or name.startswith("python:"):
+            raise ValueError(
+                "eval_kl compares with the base model loaded again by name; give --model "
+                "(an alias, hub id or folder) rather than a model object"
+            )
+        return _load(name, self.config)[0]
 
-    An unregistered component cannot be rebuilt from ``run_config.json``; a
-    resume must pass the object again.
+
+def _load(name: str | None, config: RunConfig) -> tuple[torch.nn.Module, Any]:
+    if name is None:
+        raise ValueError("no model given: pass --model (a hub id or a local folder)")
+    if name.startswith("python:"):
+        raise ValueError(
+            f"this run was given a model object ({name[7:]}), not a name; "
+            "pass it again: resume(run, model=..., tokenizer=...)"
+        )
+    return load_model(name, config.model.dtype, config.model.device)
+
+
+def with_objects(config: RunConfig, *, model: Any = None, task: Any = None, space: Any = None):
+    """``config`` naming the objects passed instead of names, so the run records them.
+
+    An object that a name cannot rebuild is recorded as ``python:Class``: its
+    run resumes only when it is passed again.
     """
-    source = getattr(component, "source", None)  # built from "module:object" or a data path
-    if isinstance(source, str):
-        return source
-    cls = type(component)
-    return registry.name_of(cls) or f"python:{cls.__module__}.{cls.__qualname__}"
+    changes: dict[str, Any] = {}
+    if model is not None:
+        changes["model"] = dataclasses.replace(config.model, name=object_name(model))
+    for kind, component in (("task", task), ("space", space)):
+        if component is not None:
+            options = getattr(component, "config", None)
+            section = type(getattr(config, kind))
+            changes[kind] = section(name=component_name(kind, component), options=options)
+    return dataclasses.replace(config, **changes) if changes else config
 
 
-def _due(iteration: int, every: int) -> bool:
-    return every > 0 and iteration % every == 0
+def _layer_of_objects(objects: dict[str, Any]) -> dict[str, Any]:
+    """The names (and options) of passed objects as a settings layer."""
+    layer: dict[str, Any] = {}
+    if objects.get("model") is not None:
+        layer["model"] = object_name(objects["model"])
+    for kind in ("task", "space"):
+        component = objects.get(kind)
+        if component is not None:
+            options = getattr(component, "config", None)
+            fields = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else {}
+            layer[kind] = {"name": component_name(kind, component), **fields}
+    return layer
 
 
-def _progress(config: TrainConfig, initial: int):
-    from tqdm.auto import tqdm
+def train(
+    config: RunConfig | None = None, *, hooks: Iterable[HookLike] = (), **settings: Any
+) -> Experiment:
+    """Trains from a config and/or flat settings and returns the finished :class:`Experiment`.
 
-    return tqdm(
-        total=config.iterations,
-        initial=initial,
-        disable=not config.progress,
-        desc="zo-llm",
-        unit="it",
-        dynamic_ncols=True,
-    )
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def train(config: TrainConfig | None = None, **options: Any) -> Experiment:
-    """Trains from a config (or keyword options) and returns the finished :class:`Experiment`.
-
-    Objects can stand in for registry names: ``task=MyTask()``,
+    Settings are the run config's flat names (``iterations``, ``batch_size``,
+    ``strategy_options`` ...; see :mod:`zo_llm.config`), over ``config`` if
+    given. Objects can stand in for names: ``task=MyTask()``,
     ``space=FullWeights(...)``, ``model=<loaded model>`` with ``tokenizer=``.
-    ``data=PATH`` is the task's local data (``task_options={"data": PATH}``).
+    ``hooks`` are functions of each iteration's record or :class:`Hook` objects.
 
     Example::
 
         exp = zo_llm.train(model="path/to/model", task="countdown", iterations=20,
                            strategy_options={"population": 16}, out="runs/cd")
     """
-    objects = {
-        k: options.pop(k) for k in ("task", "space") if not isinstance(options.get(k, ""), str)
-    }
+    objects = {k: settings.pop(k) for k in ("task", "space") if not _is_name(settings.get(k))}
     for key in ("model", "tokenizer"):
-        if key in options and not isinstance(options[key], (str, type(None))):
-            objects[key] = options.pop(key)
-    if "data" in options:
-        options["task_options"] = {
-            **options.get("task_options", {}),
-            "data": str(options.pop("data")),
-        }
-    config = dataclasses.replace(config, **options) if config else TrainConfig(**options)
-    experiment = Experiment(config, **objects)
+        if key in settings and not _is_name(settings[key]):
+            objects[key] = settings.pop(key)
+    base = config.to_dict() if config is not None else None
+    resolved = resolve(base, _layer_of_objects(objects), settings)
+    experiment = Experiment(resolved, hooks=hooks, **objects)
     experiment.run()
     return experiment
+
+
+def _is_name(value: Any) -> bool:
+    return value is None or isinstance(value, (str, Path))
+
+
+#: What a resume may change: nothing that changes the run's numbers.
+RESUMABLE = ("iterations", "progress", "threads")
 
 
 def resume(
@@ -536,6 +357,7 @@ def resume(
     *,
     progress: bool | None = None,
     threads: int | None = None,
+    hooks: Iterable[HookLike] = (),
     **objects: Any,
 ) -> Experiment:
     """Continues the run in ``run_dir`` from its last checkpoint, up to ``iterations`` in total.
@@ -546,37 +368,26 @@ def resume(
     components passed to :class:`Experiment` (``model=``, ``task=``...), needed
     when the run used objects that are not registered by name.
     """
-    run_dir = Path(run_dir)
-    checkpoint = run_dir / CHECKPOINT_FILE
-    if not checkpoint.exists():
-        raise FileNotFoundError(f"{run_dir} has no {CHECKPOINT_FILE}; nothing to resume")
-    saved = load_run_config(run_dir)
-    done = int(torch.load(checkpoint, weights_only=True)["iteration"])
+    rundir = RunDir(run_dir)
+    state = rundir.load_checkpoint()
+    saved = rundir.read_config()
+    done = int(state["iteration"])
     if iterations is not None and iterations < done:
         raise ValueError(
             f"{run_dir} is at iteration {done}; --iterations {iterations} would not continue it "
             f"(give {done} or more)"
         )
     changes = {"iterations": iterations, "progress": progress, "threads": threads}
-    saved.update({key: value for key, value in changes.items() if value is not None})
-    saved["out"] = str(run_dir)
-    experiment = Experiment(TrainConfig(**saved), **objects)
-    lines = experiment.load_checkpoint(checkpoint)
-    logger = RunLogger(run_dir, keep_lines=lines, tensorboard=experiment.config.tensorboard)
-    kept_evals = [r for r in read_metrics(run_dir) if r["type"] == "eval"]
-    experiment.evaluated_at = kept_evals[-1]["iteration"] if kept_evals else None
-    experiment.run(logger)
+    changes = {key: value for key, value in changes.items() if value is not None}
+    config = resolve(saved, _layer_of_objects(objects), changes, {"out": str(run_dir)})
+    experiment = Experiment(config, hooks=hooks, **objects)
+    experiment.load_state_dict(state)
+    kept = [r for r in rundir.metrics()[: experiment.logged_lines] if r["type"] == "eval"]
+    experiment.evaluated_at = kept[-1]["iteration"] if kept else None
+    experiment.run()
     return experiment
 
 
 def load_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The ``TrainConfig`` fields saved in a run folder."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir} is not a zo-llm run folder (no {CONFIG_FILE})")
-    return json.loads(path.read_text())["config"]
-
-
-def run_history(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The records of a run's ``metrics.jsonl``."""
-    return read_metrics(run_dir)
+    """The settings saved in a run folder under their flat names (``iterations``, ...)."""
+    return flatten(RunDir(run_dir).read_config())

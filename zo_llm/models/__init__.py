@@ -1,13 +1,29 @@
-"""Model loading and generation backends."""
+"""Model loading and generation backends.
 
-from .generation import TextGenerator, render_prompt
-from .loading import load_model, prepare_tokenizer, resolve_device, resolve_dtype
+The names below are imported on first use, as in :mod:`zo_llm`: ``generation`` and
+``loading`` import torch and transformers (several seconds), while ``zo-llm list``
+only needs :mod:`zo_llm.models.aliases`.
+"""
 
-__all__ = [
-    "TextGenerator",
-    "load_model",
-    "prepare_tokenizer",
-    "render_prompt",
-    "resolve_device",
-    "resolve_dtype",
-]
+from __future__ import annotations
+
+from ..lazy import lazy_exports
+
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "TextGenerator": "generation",
+    "render_prompt": "generation",
+    "load_model": "loading",
+    "prepare_tokenizer": "loading",
+    "resolve_device": "loading",
+    "resolve_dtype": "loading",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -118,3 +118,25 @@ def _offline_setting() -> str:
     import os
 
     return repr(os.environ.get("HF_HUB_OFFLINE", "unset"))
+
+
+def meta_model(name_or_path: str | Path) -> PreTrainedModel | None:
+    """The model's architecture on the meta device: shapes and module types, no weights.
+
+    Built from the model's config alone (a small file), so sizes can be
+    checked before minutes of loading. None when the config cannot be read
+    here (the full load then reports why).
+    """
+    from transformers import AutoConfig
+
+    source = resolve_alias(str(name_or_path))
+    try:
+        if source.endswith(".gguf"):
+            path = Path(source).expanduser()
+            config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+        else:
+            config = AutoConfig.from_pretrained(source)
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config)
+    except (OSError, ValueError, KeyError):
+        return None

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
+from ..lazy import torch
 from ..registry import Registry
 
 #: A seeded update: ``theta += coeff * eps(seed)`` for each pair.
 SeededUpdate = Sequence[tuple[int, float]]
+#: A seeded update held as a value (hashable, comparable): ``((seed, coeff), ...)``.
+SeededPairs = tuple[tuple[int, float], ...]
 
 SEEDED = "seeded"
 VECTOR = "vector"
@@ -61,6 +62,16 @@ class Parametrization(ABC):
     @abstractmethod
     def dim(self) -> int:
         """Number of searched scalars."""
+
+    def planned_dim(self, model: torch.nn.Module) -> int | None:
+        """The :attr:`dim` this space would have bound to ``model``, from its shapes alone.
+
+        ``model`` may live on the meta device (no weights), so a run can refuse
+        a space too large for its strategy before the model loads. None: not
+        known without binding.
+        """
+        del model
+        return None
 
     def size_hint(self) -> str:
         """Which of this space's options make :attr:`dim` smaller ("" if none).
@@ -107,6 +118,15 @@ class Parametrization(ABC):
         """Restores the parameters as they were before :meth:`shift`, bit for bit."""
         raise NotImplementedError(f"{type(self).__name__} does not support seeded candidates")
 
+    @contextlib.contextmanager
+    def shifted(self, update: SeededUpdate) -> Iterator[None]:
+        """Context manager: :meth:`shift`-ed inside, exactly restored on exit (even on error)."""
+        self.shift(update)
+        try:
+            yield
+        finally:
+            self.unshift()
+
     def update_norm(self, update: SeededUpdate) -> float:
         """The Euclidean norm of ``sum(coeff * eps(seed))``, computed exactly from the noise."""
         raise NotImplementedError(f"{type(self).__name__} does not support seeded candidates")
@@ -144,6 +164,33 @@ class Parametrization(ABC):
     @abstractmethod
     def save_pretrained(self, path: str | Path) -> None:
         """Writes a folder that plain transformers (or peft) loads."""
+
+
+@dataclass(frozen=True)
+class SeededStep:
+    """A strategy's move of a seeded space, as a value: ``apply_update(pairs, decay)``.
+
+    Strategies return their step rather than applying it, so whoever drives
+    them applies it (:meth:`Strategy.tell`) and can replay the very same step
+    elsewhere, e.g. on the replicas of a distributed evaluator. Either kind
+    of step applies itself, so callers never ask which one they hold.
+    """
+
+    pairs: SeededPairs
+    decay: float = 0.0
+
+    def apply_to(self, space: Parametrization) -> None:
+        space.apply_update(self.pairs, decay=self.decay)
+
+
+@dataclass(frozen=True, eq=False)
+class VectorStep:
+    """A strategy's move of a vector space, as a value: the space is set to ``vector``."""
+
+    vector: torch.Tensor
+
+    def apply_to(self, space: Parametrization) -> None:
+        space.set_vector(self.vector)
 
 
 PARAMETRIZATIONS: Registry[type[Parametrization]] = Registry("parametrization")

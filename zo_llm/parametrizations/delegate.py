@@ -11,8 +11,7 @@ seeded noise, exact restore and fp32 accumulation.
 
 from __future__ import annotations
 
-import torch
-
+from ..lazy import torch
 from .base import Parametrization, SeededUpdate
 
 

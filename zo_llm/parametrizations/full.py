@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from ..lazy import no_grad, torch
 from .base import PARAMETRIZATIONS, SEEDED, Parametrization, SeededUpdate
 from .noise import chunk_bounds, chunk_noise, correlated_noise, name_key
 
 NOISE_MODES = ("independent", "correlated")
 
-_BIT_VIEW = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+# integer dtypes of each element size, by name so that importing this module does not import torch
+_BIT_VIEW = {1: "int8", 2: "int16", 4: "int32", 8: "int64"}
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class FullWeights(Parametrization):
             original = view.clone()
             view.add_(noise)
             restored = view.clone().sub_(noise)  # exactly what _remove_exactly() will compute
-            bits = _BIT_VIEW[view.element_size()]
+            bits = getattr(torch, _BIT_VIEW[view.element_size()])
             wrong = (restored.view(bits) != original.view(bits)).nonzero().squeeze(1)
             # chunks are < 2**31 elements, so int32 indices halve the patch memory
             patches.append((wrong.to(torch.int32), original[wrong]))
@@ -181,13 +181,13 @@ class FullWeights(Parametrization):
             view.sub_(self._combination(update, target, index))
             view[wrong] = values
 
-    @torch.no_grad()
+    @no_grad
     def perturb(self, seed: int, scale: float) -> None:
         if self._active is not None:
             raise RuntimeError("perturb() called twice without unperturb(); restore first")
         self._active = (seed, scale, self._add_exactly([(seed, scale)]))
 
-    @torch.no_grad()
+    @no_grad
     def unperturb(self) -> None:
         if self._active is None:
             raise RuntimeError("unperturb() called with no active perturbation")
@@ -195,7 +195,7 @@ class FullWeights(Parametrization):
         self._remove_exactly([(seed, scale)], patches)
         self._active = None
 
-    @torch.no_grad()
+    @no_grad
     def shift(self, update: SeededUpdate) -> None:
         if self._active is not None:
             raise RuntimeError("shift() during a perturbation; unperturb() first")
@@ -204,7 +204,7 @@ class FullWeights(Parametrization):
         update = [(int(seed), float(coeff)) for seed, coeff in update]
         self._shift = (update, self._add_exactly(update) if update else [])
 
-    @torch.no_grad()
+    @no_grad
     def unshift(self) -> None:
         if self._active is not None:
             raise RuntimeError("unshift() during a perturbation; unperturb() first")
@@ -215,7 +215,7 @@ class FullWeights(Parametrization):
             self._remove_exactly(update, patches)
         self._shift = None
 
-    @torch.no_grad()
+    @no_grad
     def update_norm(self, update: SeededUpdate) -> float:
         update = [(int(seed), float(coeff)) for seed, coeff in update]
         if not update:
@@ -226,7 +226,7 @@ class FullWeights(Parametrization):
             squares += float(torch.linalg.vector_norm(step, dtype=torch.float64)) ** 2
         return squares**0.5
 
-    @torch.no_grad()
+    @no_grad
     def apply_update(self, update: SeededUpdate, decay: float = 0.0) -> None:
         if self._active is not None or self._shift is not None:
             raise RuntimeError("apply_update() during a perturbation; unperturb()/unshift() first")

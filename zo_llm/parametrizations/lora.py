@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from ..lazy import no_grad, torch
 from .base import PARAMETRIZATIONS, SEEDED, VECTOR
 from .delegate import DelegatingSpace
 from .full import FullConfig, FullWeights
@@ -123,7 +122,7 @@ class LoraSpace(DelegatingSpace):
             )
         return targets
 
-    @torch.no_grad()
+    @no_grad
     def _initialise(self) -> None:
         """``B = 0``, ``A ~ N(0, 1/r)`` from a generator per (seed, parameter name)."""
         for name, param in self.adapter_parameters():
@@ -145,6 +144,15 @@ class LoraSpace(DelegatingSpace):
     def dim(self) -> int:
         return 0 if self._inner is None else self.inner.dim
 
+    def planned_dim(self, model: torch.nn.Module) -> int:
+        """rank x (in + out) per adapted linear layer, read from the model's shapes."""
+        targets = self._targets(model)
+        return sum(
+            self.config.rank * (module.in_features + module.out_features)
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets
+        )
+
     def size_hint(self) -> str:
         targets = ",".join(self.target_modules) or "the default projections"
         return (
@@ -158,7 +166,7 @@ class LoraSpace(DelegatingSpace):
     def get_vector(self) -> torch.Tensor:
         return torch.cat([param.detach().reshape(-1) for _, param in self.adapter_parameters()])
 
-    @torch.no_grad()
+    @no_grad
     def set_vector(self, vector: torch.Tensor) -> None:
         vector = torch.as_tensor(vector)
         if vector.shape != (self.dim,):
@@ -176,7 +184,7 @@ class LoraSpace(DelegatingSpace):
             "adapter": {name: param.detach().clone() for name, param in self.adapter_parameters()}
         }
 
-    @torch.no_grad()
+    @no_grad
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = state["adapter"]
         for name, param in self.adapter_parameters():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
-import torch
+from ..lazy import torch
 
 #: Elements per noise chunk. Part of the definition of the noise: changing it
 #: changes every perturbation, so it is a constant, not an option.

@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from ..lazy import no_grad, torch
 from .base import PARAMETRIZATIONS, SEEDED, VECTOR
 from .delegate import DelegatingSpace
 from .lora import ADAPTER_DIR, LLAMA_PROJECTIONS
@@ -114,7 +113,7 @@ class SVDSpace(DelegatingSpace):
     def test_config(cls) -> SVDConfig:
         return SVDConfig(rank=2)
 
-    @torch.no_grad()
+    @no_grad
     def bind(self, model: torch.nn.Module) -> None:
         for handle in self._handles:
             handle.remove()
@@ -150,6 +149,13 @@ class SVDSpace(DelegatingSpace):
             matrix = _Matrix(name, module, u.to(dtype), s, vt.to(dtype), view, lora)
             self._matrices.append(matrix)
             self._handles.append(module.register_forward_hook(matrix.hook))
+
+    def planned_dim(self, model: torch.nn.Module) -> int | None:
+        """At most the kept singular values of each target matrix (of full rank); None from
+        an adapter, whose rank the model's shapes do not tell."""
+        if self.config.adapter:
+            return None
+        return sum(self._keep(min(weight.shape)) for _, _, weight, _ in self._weights(model))
 
     def _keep(self, rank: int) -> int:
         wanted = (
@@ -234,7 +240,7 @@ class SVDSpace(DelegatingSpace):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.inner.load_state_dict(state)
 
-    @torch.no_grad()
+    @no_grad
     def merged_state_dict(self) -> dict[str, torch.Tensor]:
         """The model's state dict with each searched change merged into its weight."""
         state = dict(self.model.state_dict())
@@ -250,7 +256,7 @@ class SVDSpace(DelegatingSpace):
         if self.config.adapter:
             self.save_adapter(path / ADAPTER_DIR)
 
-    @torch.no_grad()
+    @no_grad
     def save_adapter(self, path: str | Path) -> None:
         """The searched adapter as a peft folder of the same rank and config as the one loaded.
 

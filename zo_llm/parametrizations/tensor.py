@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from ..lazy import no_grad, torch
 from .base import PARAMETRIZATIONS, SEEDED, VECTOR, Parametrization, SeededUpdate
 from .noise import chunk_bounds, chunk_noise, name_key
 
@@ -123,6 +122,13 @@ class TensorSpace(Parametrization):
     def dim(self) -> int:
         return 0 if self._vector is None else self._vector.numel()
 
+    def planned_dim(self, model: torch.nn.Module) -> int | None:
+        """The named parameter's size, or the own vector's."""
+        if self.config.parameter is None:
+            return self.dim
+        param = dict(model.named_parameters()).get(self.config.parameter)
+        return None if param is None else param.numel()
+
     def size_hint(self) -> str:
         if self.config.parameter is None:
             return "shrink the tensor space: a shorter vector (x0 or dim)"
@@ -162,21 +168,21 @@ class TensorSpace(Parametrization):
 
     # seeded kind ---------------------------------------------------------
 
-    @torch.no_grad()
+    @no_grad
     def perturb(self, seed: int, scale: float) -> None:
         if self._saved is not None:
             raise RuntimeError("perturb() called twice without unperturb(); restore first")
         self._saved = self._x.clone()
         self._x.add_(self._combination([(seed, scale)]))
 
-    @torch.no_grad()
+    @no_grad
     def unperturb(self) -> None:
         if self._saved is None:
             raise RuntimeError("unperturb() called with no active perturbation")
         self._x.copy_(self._saved)
         self._saved = None
 
-    @torch.no_grad()
+    @no_grad
     def shift(self, update: SeededUpdate) -> None:
         self._idle("shift()")
         if self._before_shift is not None:
@@ -184,7 +190,7 @@ class TensorSpace(Parametrization):
         self._before_shift = self._x.clone()
         self._x.add_(self._combination(update))
 
-    @torch.no_grad()
+    @no_grad
     def unshift(self) -> None:
         self._idle("unshift()")
         if self._before_shift is None:
@@ -192,11 +198,11 @@ class TensorSpace(Parametrization):
         self._x.copy_(self._before_shift)
         self._before_shift = None
 
-    @torch.no_grad()
+    @no_grad
     def update_norm(self, update: SeededUpdate) -> float:
         return float(torch.linalg.vector_norm(self._combination(update), dtype=torch.float64))
 
-    @torch.no_grad()
+    @no_grad
     def apply_update(self, update: SeededUpdate, decay: float = 0.0) -> None:
         self._idle("apply_update()")
         if self._before_shift is not None:
@@ -211,7 +217,7 @@ class TensorSpace(Parametrization):
     def get_vector(self) -> torch.Tensor:
         return self._x.detach().clone()
 
-    @torch.no_grad()
+    @no_grad
     def set_vector(self, vector: torch.Tensor) -> None:
         self._idle("set_vector()")
         vector = torch.as_tensor(vector)

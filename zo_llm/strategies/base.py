@@ -7,38 +7,66 @@ An iteration may be several ask/tell rounds (ESSAM has two); ``tell`` says
 when one is complete.
 
 Candidates are seeds, not tensors: a strategy bound to a ``"seeded"``
-parametrization proposes ``(seed, scale)`` pairs and asks the parametrization to
-apply updates written as ``[(seed, coeff), ...]``. Strategies over small
-``"vector"`` spaces (CMA-ES, evotorch's searchers) propose explicit vectors
-instead. Either kind of candidate knows how to apply itself to a space
-(:meth:`Candidate.applied_to`), so evaluators never ask which strategy made it.
+parametrization proposes ``(seed, scale)`` pairs, possibly around an offset
+point (ESSAM's neighbour of theta), and moves the space by updates written as
+``((seed, coeff), ...)``. Strategies over small ``"vector"`` spaces (CMA-ES,
+evotorch's searchers) propose explicit vectors instead. Either kind of
+candidate knows how to apply itself to a space (:meth:`Candidate.applied_to`),
+so evaluators never ask which strategy made it.
+
+Neither ``ask`` nor ``_tell`` touches the weights: a candidate is applied by
+the evaluator, and ``_tell`` returns its move as a value
+(:class:`~zo_llm.parametrizations.base.SeededStep` or ``VectorStep``) that the
+public :meth:`Strategy.tell` applies, so the same step can be replayed on
+other copies of the model.
+
+The options ``population``, ``sigma`` and ``lr`` (:data:`GENERIC_OPTIONS`)
+mean the same for every strategy: :meth:`Strategy.translate_options` maps them
+onto a strategy's own names where its config spells them otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
-from ..parametrizations.base import PARAMETRIZATIONS, SEEDED, Parametrization
+from ..lazy import torch
+from ..parametrizations.base import PARAMETRIZATIONS, SEEDED, Parametrization, SeededPairs
 from ..parametrizations.noise import fold_in
 from ..registry import Registry
+
+#: Options that mean the same for every strategy (the CLI's ``--population``,
+#: ``--sigma``, ``--lr``): members evaluated per iteration, perturbation scale,
+#: learning rate. See :meth:`Strategy.translate_options`.
+GENERIC_OPTIONS = ("population", "sigma", "lr")
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One member to evaluate: the point ``theta + scale * eps(seed)``."""
+    """One member to evaluate: ``theta + sum(c * eps(s) for s, c in offset) + scale * eps(seed)``.
+
+    ``offset`` is the point the member is perturbed around (ESSAM's second
+    round: the neighbour of theta); empty, theta itself. The evaluator shifts the
+    space there once for all consecutive members that share it
+    (:func:`zo_llm.evaluation.evaluate_candidates`); :meth:`applied_to` only
+    perturbs.
+    """
 
     seed: int
     scale: float
+    offset: SeededPairs = ()
 
     def applied_to(self, space: Parametrization) -> contextlib.AbstractContextManager[None]:
-        """The space perturbed to this member inside the ``with`` block, restored exactly after."""
+        """The space perturbed by ``scale * eps(seed)`` inside the ``with`` block, restored after.
+
+        Around the space's current point: the caller shifts it to ``offset`` first.
+        """
         return space.perturbed(self.seed, self.scale)
 
 
@@ -47,6 +75,11 @@ class VectorCandidate:
     """One member to evaluate: the explicit point ``vector`` of a ``"vector"`` space."""
 
     vector: torch.Tensor
+
+    @property
+    def offset(self) -> SeededPairs:
+        """Empty: an explicit point is perturbed around nothing (see :attr:`Candidate.offset`)."""
+        return ()
 
     def applied_to(self, space: Parametrization) -> contextlib.AbstractContextManager[None]:
         """The space set to ``vector`` inside the ``with`` block, its previous values after."""
@@ -65,20 +98,36 @@ class IncompatibleSpaceError(ValueError):
     """A strategy was paired with a parametrization it cannot search."""
 
 
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    """A strategy's own option for a generic one, and how a generic value becomes its value."""
+
+    option: str
+    convert: Callable[[Any], Any] = _unchanged
+
+
 class Strategy(ABC):
     """Base class of all strategies.
 
-    Subclasses set ``config_class`` and ``supported_kinds`` and implement
-    :meth:`_ask` and :meth:`_tell`. Rewards are "higher is better".
+    Subclasses set ``config_class`` and ``supported_kinds`` (and
+    :attr:`equivalents` where their config names a generic option otherwise)
+    and implement :meth:`evaluations_per_iteration`, :meth:`_ask` and
+    :meth:`_tell`. Rewards are "higher is better".
     """
 
     config_class: ClassVar[type]
     supported_kinds: ClassVar[frozenset[str]] = frozenset()
     name: ClassVar[str] = "strategy"
+    #: The strategy's own options for generic ones (:data:`GENERIC_OPTIONS`) that its
+    #: config has no field of, e.g. MeZO's ``sigma`` is its ``eps``.
+    equivalents: ClassVar[Mapping[str, Equivalent]] = {}
 
     def __init__(self, space: Parametrization, config: Any = None, seed: int = 0) -> None:
-        if not self.supported_kinds & space.kinds:
-            raise IncompatibleSpaceError(self._pairing_message(space))
+        self.check_pairing(space)
         self.space = space
         self.config = config if config is not None else self.config_class()
         self.seed = int(seed)
@@ -87,6 +136,15 @@ class Strategy(ABC):
 
     def max_dim(self) -> int | None:
         """The largest space this strategy (as configured) can search; None: any size."""
+        return self.dim_limit(self.config)
+
+    @classmethod
+    def dim_limit(cls, config: Any) -> int | None:
+        """The largest space the strategy with ``config`` can search; None: any size.
+
+        A class method, so a run can check a space's size before the model loads.
+        """
+        del config
         return None
 
     def check_dim(self) -> None:
@@ -95,40 +153,89 @@ class Strategy(ABC):
         Called at construction and again by strategies that start on their
         first ask, since a space learns its ``dim`` only when bound to a model.
         """
-        limit = self.max_dim()
-        if limit is None or self.space.dim <= limit:
+        self.check_size(self.config, self.space, self.space.dim)
+
+    @classmethod
+    def check_size(cls, config: Any, space: Parametrization, dim: int) -> None:
+        """Refuses ``space`` of ``dim`` dimensions if too large for ``config``, naming fixes."""
+        limit = cls.dim_limit(config)
+        if limit is None or dim <= limit:
             return
-        spaces = spaces_searched_by(self.supported_kinds)
+        spaces = spaces_searched_by(cls.supported_kinds)
         any_size = strategies_searching({SEEDED})
-        fixes = [self._too_large_hint(), self.space.size_hint()]
+        fixes = [cls._too_large_hint(config), space.size_hint()]
         fixes = [fix for fix in fixes if fix]
         fixes.append(
-            f"search another space (spaces that work with {self.name!r}: {', '.join(spaces)})"
+            f"search another space (spaces that work with {cls.name!r}: {', '.join(spaces)})"
         )
         fixes.append(f"search seeded spaces of any size with: {', '.join(any_size)}")
         raise IncompatibleSpaceError(
-            f"strategy {self.name!r} searches at most {limit} dimensions as configured, but "
-            f"{_space_label(self.space)} has dim={self.space.dim}. To fit: {'; or '.join(fixes)}"
+            f"strategy {cls.name!r} searches at most {limit} dimensions as configured, but "
+            f"{_space_label(space)} has dim={dim}. To fit: {'; or '.join(fixes)}"
         )
 
-    def _too_large_hint(self) -> str:
-        """What to change in this strategy's config for a larger space ("" if nothing)."""
+    @classmethod
+    def _too_large_hint(cls, config: Any) -> str:
+        """What to change in ``config`` for a larger space ("" if nothing)."""
+        del config
         return ""
+
+    @classmethod
+    def check_pairing(cls, space: Parametrization | type[Parametrization]) -> None:
+        """Refuses a space (or space class) of no kind this strategy searches, naming both sides'
+        pairings; a class is enough, so a run config checks its pairing before any model."""
+        if not cls.supported_kinds & space.kinds:
+            raise IncompatibleSpaceError(cls._pairing_message(space))
 
     @classmethod
     def test_config(cls) -> Any:
         """A config small enough for unit tests."""
         return cls.config_class()
 
-    def _pairing_message(self, space: Parametrization) -> str:
+    @classmethod
+    def translate_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` with the generic ones (:data:`GENERIC_OPTIONS`) under this strategy's names.
+
+        A generic name that is a field of the config stays as it is; one that
+        is not becomes its :attr:`equivalents` entry. Other values are left
+        as given (strings from the command line are coerced later, with the
+        config's types).
+
+        Raises:
+          ValueError: a generic option without an equivalent here, or given
+            together with its equivalent at another value.
+        """
+        fields = sorted(field.name for field in dataclasses.fields(cls.config_class))
+        translated = dict(options)
+        for generic in GENERIC_OPTIONS:
+            if generic not in options or generic in fields:
+                continue
+            equivalent = cls.equivalents.get(generic)
+            if equivalent is None:
+                raise ValueError(
+                    f"strategy {cls.name!r} has no equivalent of {generic} (the generic "
+                    f"--{generic}); its options: {', '.join(fields)}"
+                )
+            value = equivalent.convert(translated.pop(generic))
+            own = equivalent.option
+            if own in options and not _same_value(options[own], value):
+                raise ValueError(
+                    f"strategy {cls.name!r} got {generic}={options[generic]!r} (its "
+                    f"{own}={value!r}) and {own}={options[own]!r}; give one of them"
+                )
+            translated[own] = value
+        return translated
+
+    @classmethod
+    def _pairing_message(cls, space: Parametrization | type[Parametrization]) -> str:
         """Names both sides: the spaces this strategy searches, and the strategies for ``space``."""
-        fitting = spaces_searched_by(self.supported_kinds)
+        fitting = spaces_searched_by(cls.supported_kinds)
         searchers = strategies_searching(space.kinds)
         label = _space_label(space)
         return (
-            f"strategy {self.name!r} searches {'/'.join(sorted(self.supported_kinds))} spaces, "
+            f"strategy {cls.name!r} searches {'/'.join(sorted(cls.supported_kinds))} spaces, "
             f"but {label} is {'/'.join(sorted(space.kinds)) or 'of no kind'}; "
-            f"spaces that work with {self.name!r}: {', '.join(fitting) or '(none registered)'}; "
+            f"spaces that work with {cls.name!r}: {', '.join(fitting) or '(none registered)'}; "
             f"strategies that work with {label}: {', '.join(searchers) or '(none registered)'}"
         )
 
@@ -136,8 +243,12 @@ class Strategy(ABC):
         """Noise seed of ``member``: a hash of (run seed, generation, stage, member)."""
         return fold_in(self.seed, self.generation, stage, member)
 
+    @abstractmethod
+    def evaluations_per_iteration(self) -> int:
+        """Candidates evaluated by one whole iteration (all its ask/tell rounds), known upfront."""
+
     def ask(self) -> list[AnyCandidate]:
-        """The candidates of the current round."""
+        """The candidates of the current round; asking never moves the space."""
         return self._ask()
 
     def tell(self, candidates: Sequence[AnyCandidate], rewards: Sequence[float]) -> dict[str, Any]:
@@ -147,7 +258,9 @@ class Strategy(ABC):
         finite reward of the population, so a broken member never pulls the
         update towards itself; if no reward is finite the round is skipped
         and nothing moves. Returns an info dict with ``complete`` (the
-        iteration ended) and ``invalid`` (how many rewards were replaced).
+        iteration ended), ``invalid`` (how many rewards were replaced) and
+        ``step``, the move :meth:`_tell` returned and this method applied to
+        the space (None if nothing moved), to replay on other copies.
         """
         values = np.asarray(rewards, dtype=np.float64)
         if values.shape != (len(candidates),):
@@ -155,10 +268,13 @@ class Strategy(ABC):
         finite = np.isfinite(values)
         invalid = int((~finite).sum())
         if not finite.any():
-            return {"complete": True, "invalid": invalid, "skipped": True} | self._skip()
+            skipped = {"complete": True, "invalid": invalid, "skipped": True, "step": None}
+            return skipped | self._skip()
         values = np.where(finite, values, values[finite].min())
-        info = {"invalid": invalid, **self._tell(list(candidates), values)}
-        info.setdefault("complete", True)
+        info = {"invalid": invalid, "complete": True, "step": None}
+        info |= self._tell(list(candidates), values)
+        if info["step"] is not None:
+            info["step"].apply_to(self.space)
         if info["complete"]:
             self.generation += 1
         return info
@@ -172,7 +288,8 @@ class Strategy(ABC):
     def _ask(self) -> list[AnyCandidate]: ...
 
     @abstractmethod
-    def _tell(self, candidates: list[AnyCandidate], rewards: np.ndarray) -> dict[str, Any]: ...
+    def _tell(self, candidates: list[AnyCandidate], rewards: np.ndarray) -> dict[str, Any]:
+        """Updates the strategy's state; returns info with ``step`` (its move, not yet applied)."""
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-identically (the point itself lives in the space)."""
@@ -181,6 +298,14 @@ class Strategy(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generation = int(state["generation"])
         self.seed = int(state["seed"])
+
+
+def _same_value(given: Any, value: Any) -> bool:
+    """Equal as given or as numbers: the command line gives ``"2"`` for 2."""
+    try:
+        return given == value or float(given) == float(value)
+    except (TypeError, ValueError):
+        return False
 
 
 def spaces_searched_by(kinds: Iterable[str]) -> list[str]:
@@ -195,10 +320,11 @@ def strategies_searching(kinds: Iterable[str]) -> list[str]:
     return [name for name in STRATEGIES.names() if STRATEGIES.get(name).supported_kinds & kinds]
 
 
-def _space_label(space: Parametrization) -> str:
+def _space_label(space: Parametrization | type[Parametrization]) -> str:
     """``'lora'`` for a registered space, else its class name (a user's own space)."""
-    name = PARAMETRIZATIONS.name_of(type(space))
-    return repr(name) if name else type(space).__name__
+    cls = space if isinstance(space, type) else type(space)
+    name = PARAMETRIZATIONS.name_of(cls)
+    return repr(name) if name else cls.__name__
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
+from ..lazy import torch
 from ..parametrizations.base import Parametrization
 from .base import STRATEGIES
 from .vector import VectorStrategy
@@ -104,13 +104,15 @@ class CMAES(VectorStrategy):
     def test_config(cls) -> CMAESConfig:
         return CMAESConfig(population=6, sigma=0.1)
 
-    def max_dim(self) -> int:
-        return self.separable_max_dim if self.config.diagonal else self.full_max_dim
+    @classmethod
+    def dim_limit(cls, config: CMAESConfig) -> int:
+        return cls.separable_max_dim if config.diagonal else cls.full_max_dim
 
-    def _too_large_hint(self) -> str:
-        if self.config.diagonal:
+    @classmethod
+    def _too_large_hint(cls, config: CMAESConfig) -> str:
+        if config.diagonal:
             return ""
-        return f"use diagonal=True (sep-CMA, up to {self.separable_max_dim} dimensions)"
+        return f"use diagonal=True (sep-CMA, up to {cls.separable_max_dim} dimensions)"
 
     def pycma_options(self) -> dict[str, Any]:
         """The options the adapter gives pycma (quiet, no files, private random stream)."""
@@ -123,6 +125,14 @@ class CMAES(VectorStrategy):
         if self.config.population is not None:
             options["popsize"] = self.config.population
         return options
+
+    def evaluations_per_iteration(self) -> int:
+        """pycma's popsize for the space's dim and these options, by pycma's own code."""
+        import cma
+
+        dim = self.space.dim
+        options = cma.CMAOptions(self.pycma_options()).complement().evalall({"N": dim})
+        return cma.options_parameters.CMAParameters(dim, options, verbose=False).popsize
 
     def _start(self, x0: torch.Tensor) -> None:
         import cma

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..parametrizations.base import SEEDED
+from ..parametrizations.base import SEEDED, SeededPairs, SeededStep
 from .base import STRATEGIES, Candidate, Strategy
 from .shaping import SHAPINGS
 
@@ -75,32 +75,35 @@ class OpenAIES(Strategy):
     def test_config(cls) -> ESConfig:
         return ESConfig(population=4, sigma=0.05, lr=0.05)
 
+    def evaluations_per_iteration(self) -> int:
+        return self.config.population
+
     def _ask(self) -> list[Candidate]:
         return self._population(stage=0)
 
-    def _population(self, stage: int) -> list[Candidate]:
-        """N members around the point, seeded by (run seed, generation, ``stage``, member)."""
+    def _population(self, stage: int, offset: SeededPairs = ()) -> list[Candidate]:
+        """N members around ``offset``, seeded by (run seed, generation, ``stage``, member)."""
         config = self.config
         if config.antithetic:
             seeds = [self.member_seed(m, stage) for m in range(config.population // 2)]
-            return [Candidate(s, sign * config.sigma) for s in seeds for sign in (1.0, -1.0)]
+            return [
+                Candidate(s, sign * config.sigma, offset) for s in seeds for sign in (1.0, -1.0)
+            ]
         seeds = [self.member_seed(m, stage) for m in range(config.population)]
-        return [Candidate(s, config.sigma) for s in seeds]
+        return [Candidate(s, config.sigma, offset) for s in seeds]
 
     def _tell(self, candidates: list[Candidate], rewards: np.ndarray) -> dict[str, Any]:
         config = self.config
         weights = SHAPINGS.get(config.shaping)(rewards)
-        self.space.apply_update(
+        step = SeededStep(
             seeded_update(candidates, weights, config.lr / len(candidates)),
             decay=config.lr * config.weight_decay,
         )
-        return {"complete": True}
+        return {"complete": True, "step": step}
 
 
-def seeded_update(
-    candidates: list[Candidate], weights: np.ndarray, step: float
-) -> list[tuple[int, float]]:
-    """``[(seed, coeff)]`` for ``step * sum_n w_n eps_n``, eps_n = sign(scale_n) eps(seed_n).
+def seeded_update(candidates: list[Candidate], weights: np.ndarray, step: float) -> SeededPairs:
+    """``((seed, coeff), ...)`` for ``step * sum_n w_n eps_n``, eps_n = sign(scale_n) eps(seed_n).
 
     Antithetic members share a seed, so their coefficients merge into one pair
     and the noise of that seed is generated once per tensor.
@@ -108,4 +111,4 @@ def seeded_update(
     coeffs: dict[int, float] = defaultdict(float)
     for candidate, weight in zip(candidates, weights, strict=True):
         coeffs[candidate.seed] += step * float(weight) * float(np.sign(candidate.scale))
-    return list(coeffs.items())
+    return tuple(coeffs.items())

@@ -15,10 +15,11 @@ Fine-Tuning*, arXiv 2602.01003, https://arxiv.org/abs/2602.01003): SAM
 
 Rewards are maximised, so the neighbour point lies *against* g: towards
 lower reward, the worst point of the rho-ball to first order. Both moves are
-seeded: the space is shifted to the neighbour point by a ``(seed, coeff)``
-combination of stage 1's noise (:meth:`Parametrization.shift`) and shifted back
-exactly after stage 2, so memory stays at inference level and the update
-history records only the real step.
+seeded: stage 2's candidates carry the neighbour point as their ``offset``, a
+``(seed, coeff)`` combination of stage 1's noise, and the evaluator shifts
+the space there once for the round (:meth:`Parametrization.shifted`) and back
+exactly after it, so memory stays at inference level, asking moves nothing
+and the update history records only the real step.
 
 ‖g‖ (option ``grad_norm``):
 
@@ -45,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from ..parametrizations.base import Parametrization
+from ..parametrizations.base import Parametrization, SeededPairs
 from .base import STRATEGIES, Candidate
 from .es import ESConfig, OpenAIES, seeded_update
 from .shaping import SHAPINGS
@@ -86,20 +87,19 @@ class ESSAM(OpenAIES):
     ) -> None:
         super().__init__(space, config, seed)
         self.stage = 0
-        self._neighbour: list[tuple[int, float]] = []  # the shift to the neighbour point
-        self._shifted = False
+        self._neighbour: SeededPairs = ()  # the offset of the neighbour point from theta
 
     @classmethod
     def test_config(cls) -> ESSAMConfig:
         return ESSAMConfig(population=4, sigma=0.05, lr=0.05, rho=0.05)
 
+    def evaluations_per_iteration(self) -> int:
+        return 2 * self.config.population
+
     def _ask(self) -> list[Candidate]:
         if self.stage == 0:
             return self._population(stage=0)
-        if not self._shifted:  # the second round is evaluated at the neighbour point
-            self.space.shift(self._neighbour)
-            self._shifted = True
-        return self._population(stage=1)
+        return self._population(stage=1, offset=self._neighbour)
 
     def _tell(self, candidates: list[Candidate], rewards: np.ndarray) -> dict[str, Any]:
         if self.stage == 0:
@@ -107,19 +107,16 @@ class ESSAM(OpenAIES):
             direction = seeded_update(candidates, weights, 1.0)  # g = sum c_n eps_n
             norm = self._norm(direction, len(candidates))
             rho = self.config.rho
-            self._neighbour = [(s, -rho * c / norm) for s, c in direction] if norm > 0 else []
+            self._neighbour = tuple((s, -rho * c / norm) for s, c in direction) if norm > 0 else ()
             self.stage = 1
             info: dict[str, Any] = {"complete": False}
             if self.config.grad_norm != "none":
                 info["grad_norm"] = norm
             return info
-        if not self._shifted:
-            raise RuntimeError("ESSAM's second tell() came without its ask()")
-        self.space.unshift()
         self._reset()
         return super()._tell(candidates, rewards)
 
-    def _norm(self, direction: list[tuple[int, float]], population: int) -> float:
+    def _norm(self, direction: SeededPairs, population: int) -> float:
         """‖g‖ as chosen by ``grad_norm``; for "none" the divisor N that gives the script's step."""
         if self.config.grad_norm == "exact":
             return self.space.update_norm(direction)
@@ -128,21 +125,14 @@ class ESSAM(OpenAIES):
         return float(population)
 
     def _reset(self) -> None:
-        self.stage, self._neighbour, self._shifted = 0, [], False
+        self.stage, self._neighbour = 0, ()
 
     def _skip(self) -> dict[str, Any]:
-        """A round without rewards ends the iteration and returns to theta."""
-        if self._shifted:
-            self.space.unshift()
+        """A round without rewards ends the iteration; the next starts again with stage 1."""
         self._reset()
         return super()._skip()
 
     def state_dict(self) -> dict[str, Any]:
-        if self._shifted:
-            raise RuntimeError(
-                "ESSAM's state was asked for between its second ask() and tell(), while the "
-                "space sits at the neighbour point; save it after tell()"
-            )
         return {
             **super().state_dict(),
             "stage": self.stage,
@@ -152,5 +142,4 @@ class ESSAM(OpenAIES):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.stage = int(state["stage"])
-        self._neighbour = [(int(s), float(c)) for s, c in state["neighbour"]]
-        self._shifted = False
+        self._neighbour = tuple((int(s), float(c)) for s, c in state["neighbour"])

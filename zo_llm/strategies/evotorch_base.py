@@ -23,8 +23,8 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
+from ..lazy import torch
 from ..parametrizations.base import Parametrization
 from .vector import VectorStrategy
 
@@ -69,8 +69,13 @@ class EvotorchSearcher(VectorStrategy):
         self._generator: torch.Generator | None = None
         self._clipup: _ClipUp | None = None
 
-    def max_dim(self) -> int:
-        return self.separable_max_dim
+    @classmethod
+    def dim_limit(cls, config: Any) -> int:
+        del config
+        return cls.separable_max_dim
+
+    def evaluations_per_iteration(self) -> int:
+        return self._popsize(self.space.dim)
 
     # hyperparameters that depend on the dimension, as evotorch derives them
     def _popsize(self, dim: int) -> int:

@@ -23,10 +23,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
-from .base import STRATEGIES
+from ..lazy import torch
+from .base import STRATEGIES, Equivalent
 from .evotorch_base import RANKINGS, EvotorchSearcher, validate
+
+#: The generic lr of searchers whose mean follows a gradient: the mean's learning rate.
+CENTER_LR = {"lr": Equivalent("center_lr")}
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class SNES(EvotorchSearcher):
     """Separable natural evolution strategies, through evotorch (Schaul et al. 2011)."""
 
     config_class = SNESConfig
+    equivalents = CENTER_LR
     distribution = "ExpSeparableGaussian"
 
     @classmethod
@@ -132,6 +135,7 @@ class XNES(EvotorchSearcher):
     """Exponential natural evolution strategies, through evotorch (Glasmachers et al. 2010)."""
 
     config_class = XNESConfig
+    equivalents = CENTER_LR
     distribution = "ExpGaussian"
     #: A full covariance, like full CMA-ES: dim^2 numbers and matrix exponentials.
     full_max_dim = 5_000
@@ -140,8 +144,10 @@ class XNES(EvotorchSearcher):
     def test_config(cls) -> XNESConfig:
         return XNESConfig(population=6)
 
-    def max_dim(self) -> int:
-        return self.full_max_dim
+    @classmethod
+    def dim_limit(cls, config: XNESConfig) -> int:
+        del config
+        return cls.full_max_dim
 
     def _stdev_lr(self, dim: int) -> float:
         return self.config.stdev_lr or 0.6 * (3 + math.log(dim)) / (dim * math.sqrt(dim))
@@ -152,6 +158,7 @@ class PGPE(EvotorchSearcher):
     """PGPE with ClipUp, through evotorch (Sehnke et al. 2010; Toklu et al. 2020)."""
 
     config_class = PGPEConfig
+    equivalents = CENTER_LR
     distribution = "SymmetricSeparableGaussian"
 
     @classmethod

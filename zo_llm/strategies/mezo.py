@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from ..parametrizations.base import SEEDED, Parametrization
-from .base import STRATEGIES, Candidate, Strategy
+from ..parametrizations.base import SEEDED, Parametrization, SeededStep
+from .base import STRATEGIES, Candidate, Equivalent, Strategy
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,25 @@ class MeZOConfig:
             raise ValueError(f"momentum_window={self.momentum_window} must be >= 1")
 
 
+def q_of_population(population: Any) -> int:
+    """The generic ``population`` counts members, two per seed (+eps and -eps): q is half."""
+    population = int(population)
+    if population % 2:
+        q = max(population // 2, 1)
+        raise ValueError(
+            "mezo evaluates 2q members (+eps and -eps per seed): population must be even; "
+            f"got {population} (q={q} is population {2 * q})"
+        )
+    return population // 2
+
+
 @STRATEGIES.register("mezo")
 class MeZO(Strategy):
     """Zeroth-order SGD with two-point estimates (Malladi et al. 2023)."""
 
     config_class = MeZOConfig
     supported_kinds = frozenset({SEEDED})
+    equivalents = {"population": Equivalent("q", q_of_population), "sigma": Equivalent("eps")}
 
     def __init__(
         self, space: Parametrization, config: MeZOConfig | None = None, seed: int = 0
@@ -83,6 +96,9 @@ class MeZO(Strategy):
     @classmethod
     def test_config(cls) -> MeZOConfig:
         return MeZOConfig(q=2, eps=0.05, lr=0.05)
+
+    def evaluations_per_iteration(self) -> int:
+        return 2 * self.config.q
 
     def _ask(self) -> list[Candidate]:
         eps = self.config.eps
@@ -98,13 +114,13 @@ class MeZO(Strategy):
         )
         window = config.momentum_window if config.momentum else 1
         self._steps = self._steps[-window:]
-        update = [
+        update = tuple(
             (seed, config.lr * config.momentum**age * coeff)
             for age, pairs in enumerate(reversed(self._steps))
             for seed, coeff in pairs
-        ]
-        self.space.apply_update(update, decay=config.lr * config.weight_decay)
-        return {"complete": True, "projected_grad": float(np.mean(grads))}
+        )
+        step = SeededStep(update, decay=config.lr * config.weight_decay)
+        return {"complete": True, "step": step, "projected_grad": float(np.mean(grads))}
 
     def state_dict(self) -> dict[str, Any]:
         steps = [[[seed, coeff] for seed, coeff in pairs] for pairs in self._steps]

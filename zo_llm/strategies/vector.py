@@ -5,12 +5,13 @@ vector. They differ only in how they sample and update it; what is common
 lives here:
 
 - the distribution starts from the space's vector on the first :meth:`ask`
-  (the runner binds the space to its model after building the strategy, and
-  the space knows its ``dim`` only then, so the size check is repeated there);
+  (a space may be bound to its model after the strategy is built, and knows
+  its ``dim`` only then, so the size check is repeated there);
 - :meth:`ask` returns the same population until :meth:`tell` (asking twice
   draws nothing new, and a round skipped for lack of rewards re-offers it);
-- after each :meth:`tell` the space holds the distribution's mean, the point
-  that held-out evaluation and ``save_pretrained`` see.
+- each :meth:`tell` steps the space to the distribution's mean (a
+  :class:`VectorStep`), the point that held-out evaluation and
+  ``save_pretrained`` see.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from abc import abstractmethod
 from typing import Any
 
 import numpy as np
-import torch
 
-from ..parametrizations.base import VECTOR, Parametrization
+from ..lazy import torch
+from ..parametrizations.base import VECTOR, Parametrization, VectorStep
 from ..parametrizations.noise import fold_in
 from .base import Strategy, VectorCandidate
 
@@ -58,8 +59,7 @@ class VectorStrategy(Strategy):
             raise RuntimeError("tell() must get the rewards of the population ask() returned")
         info = self._update(self._pending, rewards)
         self._pending = None
-        self.space.set_vector(self.mean)
-        return {"complete": True, **info}
+        return {"complete": True, "step": VectorStep(self.mean), **info}
 
     @abstractmethod
     def _start(self, x0: torch.Tensor) -> None:

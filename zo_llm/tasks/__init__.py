@@ -1,4 +1,4 @@
-from .base import TASKS, ChatPrompt, Example, Prompt, Task
+from .base import TASKS, ChatPrompt, DataTask, DataTaskConfig, Example, Prompt, Task
 from .conciseness import ConcisenessConfig, ConcisenessTask
 from .countdown import CountdownConfig, CountdownTask, EasyCountdownConfig, EasyCountdownTask
 from .custom import BUILTIN_REWARDS, FileTask, FileTaskConfig, FunctionTask, make_task
@@ -12,6 +12,8 @@ __all__ = [
     "ConcisenessTask",
     "CountdownConfig",
     "CountdownTask",
+    "DataTask",
+    "DataTaskConfig",
     "EasyCountdownConfig",
     "EasyCountdownTask",
     "Example",

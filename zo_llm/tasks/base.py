@@ -3,6 +3,10 @@
 A task owns its data splits, how an example becomes a prompt, and how a
 completion is scored. The reward sees the completion only (never the echoed
 prompt), so text the prompt already contains cannot earn reward.
+
+The built-in tasks subclass :class:`DataTask`: their data options
+(:class:`DataTaskConfig`) are declared once, and their splits are loaded once,
+by :meth:`DataTask.load_splits`.
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 from ..registry import Registry
+from . import loading
 
 Example = dict[str, Any]
 #: A prompt is either plain text or a list of chat messages
@@ -21,12 +27,6 @@ Example = dict[str, Any]
 Prompt = str | list[dict[str, str]]
 
 SPLITS = ("train", "eval")
-
-#: Help text of the ``chat`` option of the built-in tasks.
-CHAT_HELP = (
-    "Ask as chat messages through the tokenizer's chat template (true) or as plain text "
-    "(false); none: chat when the tokenizer has a template, else plain text."
-)
 
 
 class ChatPrompt(list):
@@ -58,12 +58,49 @@ class TaskConfig:
     """Options shared by every task (none yet); tasks subclass it."""
 
 
+@dataclass(frozen=True)
+class DataTaskConfig(TaskConfig):
+    """The data options of a :class:`DataTask`: where its examples come from, how many, how asked.
+
+    ``eval_size`` is the one owner of the held-out size: a run's eval size sets it.
+    """
+
+    #: The task's name in error messages.
+    task_name: ClassVar[str] = "task"
+
+    data: str | None = field(
+        default=None,
+        metadata={
+            "help": "Local file or folder of examples in the task's format (docs/guide.md, "
+            "'Local data'); None: the task's own data (generated, shipped or from the hub)."
+        },
+    )
+    train_size: int | None = field(
+        default=None,
+        metadata={"help": "First N training examples (None: all; one file: its first half)."},
+    )
+    eval_size: int | None = field(
+        default=None, metadata={"help": "First N held-out examples (None: all)."}
+    )
+    chat: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Ask as chat messages through the tokenizer's chat template (true) or as "
+            "plain text (false); none: chat when the tokenizer has a template, else plain text."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        check_sizes(self.task_name, train_size=self.train_size, eval_size=self.eval_size)
+
+
 class Task(ABC):
     """Base class of all tasks.
 
     Subclasses set ``config_class`` and implement :meth:`examples`,
     :meth:`prompt` and :meth:`reward`; :meth:`metrics` defaults to the mean
-    reward.
+    reward. A task with data options subclasses :class:`DataTask` instead, which
+    implements :meth:`examples`.
     """
 
     config_class: ClassVar[type] = TaskConfig
@@ -95,6 +132,51 @@ class Task(ABC):
         """Held-out metrics of a set of completions; by default their mean reward."""
         del examples, completions
         return {"reward": mean_finite(rewards)}
+
+
+class DataTask(Task):
+    """A task whose splits come from one loading method, run once.
+
+    :meth:`load_splits` reads ``data=`` with :func:`loading.load_splits` (or, without
+    it, :meth:`default_splits`) and cuts the splits to ``train_size`` and ``eval_size``;
+    a task whose splits are made another way overrides it.
+    """
+
+    config_class = DataTaskConfig
+
+    @cached_property
+    def _splits(self) -> dict[str, list[Example]]:
+        """Every split by name, loaded on first use and kept: loading reads files or the hub."""
+        return self.load_splits()
+
+    def examples(self, split: str) -> Sequence[Example]:
+        return self._splits[check_split(split)]
+
+    def load_splits(self) -> dict[str, list[Example]]:
+        """The ``train`` and ``eval`` splits (and any the task keeps), in a fixed order."""
+        cfg = self.config
+        if cfg.data is None:
+            train, test = self.default_splits()
+        else:
+            train, test = loading.load_splits(
+                cfg.data, self.required_fields(), cfg.task_name, cfg.train_size
+            )
+        return {"train": train[: cfg.train_size], "eval": test[: cfg.eval_size]}
+
+    def required_fields(self) -> Sequence[str]:
+        """Fields that every example of a ``data=`` file must have (checked at load time)."""
+        return ()
+
+    def default_splits(self) -> tuple[list[Example], list[Example]]:
+        """Train and held-out examples without ``data=``; by default there are none."""
+        raise ValueError(f"{self.config.task_name}: no data; pass --data PATH (data=PATH)")
+
+
+def check_sizes(task: str, **sizes: int | None) -> None:
+    """Raises unless each given split size is None (all) or at least 1."""
+    for name, value in sizes.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{task}: {name}={value} must be at least 1")
 
 
 def mean_finite(values: Sequence[float]) -> float:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
-from .base import CHAT_HELP, TASKS, Example, Prompt, Task, TaskConfig, ask, check_split, mean_finite
-from .loading import check_sizes, load_records, load_splits
+from .base import TASKS, DataTask, DataTaskConfig, Example, Prompt, ask, mean_finite
+from .loading import load_records
 
 DATA_DIR = Path(__file__).parent / "data"
 #: Question/answer pairs written for zo-llm: 60 to train on, 30 held out.
@@ -44,37 +44,28 @@ def rescale(reward: float) -> float:
 
 
 @dataclass(frozen=True)
-class ConcisenessConfig(TaskConfig):
-    """Where the questions come from and how they are asked."""
+class ConcisenessConfig(DataTaskConfig):
+    """Where the questions come from and how they are asked.
 
-    data: str | None = field(
-        default=None,
-        metadata={
-            "help": "Local file or folder of {question, answer} examples: a folder with "
-            "train/eval files, or one file (train = first train_size, eval = the rest). "
-            "None uses the shipped 60 train / 30 held-out questions."
-        },
-    )
-    train_size: int | None = field(
-        default=None, metadata={"help": "First N training questions (None: all; one file: half)."}
-    )
-    eval_size: int | None = field(
-        default=None, metadata={"help": "First N held-out questions (None: all)."}
-    )
+    ``data`` holds ``{question, answer}`` examples; without it, the shipped 60
+    train / 30 held-out questions are used.
+    """
+
+    task_name: ClassVar[str] = "conciseness"
+
     prompt_template: str = field(
         default="Question: {question}\nAnswer:",
         metadata={"help": "Prompt with a {question} placeholder."},
     )
-    chat: bool | None = field(default=None, metadata={"help": CHAT_HELP})
 
     def __post_init__(self) -> None:
-        check_sizes("conciseness", train_size=self.train_size, eval_size=self.eval_size)
+        super().__post_init__()
         if "{question}" not in self.prompt_template:
             raise ValueError("conciseness: prompt_template needs a {question} placeholder")
 
 
 @TASKS.register("conciseness")
-class ConcisenessTask(Task):
+class ConcisenessTask(DataTask):
     """Short factual questions; reward: minus the character-length gap to the reference."""
 
     config_class = ConcisenessConfig
@@ -83,20 +74,14 @@ class ConcisenessTask(Task):
     def test_config(cls) -> ConcisenessConfig:
         return ConcisenessConfig(train_size=8, eval_size=4)
 
-    @cached_property
-    def _splits(self) -> dict[str, list[Example]]:
-        cfg = self.config
-        if cfg.data is None:
-            train = load_records(TRAIN_DATA, FIELDS, "conciseness")
-            test = load_records(EVAL_DATA, FIELDS, "conciseness")
-        else:
-            train, test = load_splits(cfg.data, FIELDS, "conciseness", cfg.train_size)
-        train = train[: cfg.train_size] if cfg.train_size else train
-        test = test[: cfg.eval_size] if cfg.eval_size else test
-        return {"train": train, "eval": test}
+    def required_fields(self) -> tuple[str, ...]:
+        return FIELDS
 
-    def examples(self, split: str) -> Sequence[Example]:
-        return self._splits[check_split(split)]
+    def default_splits(self) -> tuple[list[Example], list[Example]]:
+        return (
+            load_records(TRAIN_DATA, FIELDS, self.config.task_name),
+            load_records(EVAL_DATA, FIELDS, self.config.task_name),
+        )
 
     def prompt(self, example: Example) -> Prompt:
         text = self.config.prompt_template.replace("{question}", str(example["question"]))

@@ -24,11 +24,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import cached_property
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
-from .base import TASKS, Example, Prompt, Task, TaskConfig, ask, check_split, mean_finite
+from .base import TASKS, DataTask, DataTaskConfig, Example, Prompt, ask, check_sizes, mean_finite
 
 DEFAULT_PROMPT = (
     "Using the numbers {numbers}, create an equation that equals {target}. You can use basic "
@@ -64,23 +63,29 @@ _BINARY_OPS = {
 
 
 @dataclass(frozen=True)
-class CountdownConfig(TaskConfig):
-    """Where the problems come from and how they are asked."""
+class CountdownConfig(DataTaskConfig):
+    """Where the problems come from and how they are asked.
 
-    data: str | None = field(
-        default=None,
-        metadata={
-            "help": "JSON (or JSON Lines) file of {numbers, target, context} problems, e.g. the "
-            "paper's; train = first train_size items, eval = last eval_size items (the paper "
-            "uses 200 / 2000). None generates problems procedurally."
-        },
-    )
+    ``data`` is a JSON (or JSON Lines) file of ``{numbers, target[, context]}``
+    problems, e.g. the paper's; without it problems are generated.
+    """
+
+    task_name: ClassVar[str] = "countdown"
+
+    # the paper's sizes and plain-text prompt: defaults and meanings of their own
     train_size: int = field(default=200, metadata={"help": "Number of training problems."})
     eval_size: int | None = field(
         default=None,
         metadata={
-            "help": "Number of held-out problems (None: the last 2000 of a data= file, as in "
-            "the paper; 200 generated ones otherwise)."
+            "help": "Number of held-out problems: the last N of a data= file, as in the paper, "
+            "or N generated ones (None: 2000 of a file, 200 generated)."
+        },
+    )
+    chat: bool = field(
+        default=False,
+        metadata={
+            "help": "Ask as one user chat message (chat template) instead of the paper's plain "
+            "text, which ends inside the <think> block."
         },
     )
     seed: int = field(default=0, metadata={"help": "Seed of the problem generator."})
@@ -94,18 +99,10 @@ class CountdownConfig(TaskConfig):
         default=DEFAULT_PROMPT,
         metadata={"help": "Prompt with {numbers} and {target} placeholders (the paper's)."},
     )
-    chat: bool = field(
-        default=False,
-        metadata={
-            "help": "Ask as one user chat message (chat template) instead of the paper's plain "
-            "text, which ends inside the <think> block."
-        },
-    )
 
     def __post_init__(self) -> None:
-        for name in ("train_size", "eval_size", "max_number", "max_target"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"countdown: {name}={getattr(self, name)} must be at least 1")
+        super().__post_init__()
+        check_sizes(self.task_name, max_number=self.max_number, max_target=self.max_target)
         if not 2 <= self.min_numbers <= 12:
             raise ValueError(f"countdown: min_numbers={self.min_numbers} must be in 2..12")
         if not self.min_numbers <= self.max_numbers <= 12:
@@ -314,8 +311,14 @@ def _is_number(value: Any, integral: bool = False) -> bool:
 
 
 @TASKS.register("countdown")
-class CountdownTask(Task):
-    """Countdown arithmetic puzzles with the paper's format + answer reward."""
+class CountdownTask(DataTask):
+    """Countdown arithmetic puzzles with the paper's format + answer reward.
+
+    With ``data=``, the paper's split: the first ``train_size`` problems of the
+    file train and its last ``eval_size`` are held out. Generated problems are one
+    seeded stream, train first, so ``eval_size=n`` holds out the first n of the
+    default 200.
+    """
 
     config_class = CountdownConfig
 
@@ -323,9 +326,8 @@ class CountdownTask(Task):
     def test_config(cls) -> CountdownConfig:
         return CountdownConfig(train_size=8, eval_size=4)
 
-    @cached_property
-    def _splits(self) -> dict[str, list[Example]]:
-        """Train and eval problems, built once; the two never share a problem."""
+    def load_splits(self) -> dict[str, list[Example]]:
+        """Train and eval problems; the two never share a problem."""
         cfg = self.config
         train_size, eval_size = cfg.train_size, cfg.eval_size
         if eval_size is None:
@@ -340,9 +342,6 @@ class CountdownTask(Task):
                     f"train_size={train_size} + eval_size={eval_size}; lower the sizes"
                 )
         return {"train": problems[:train_size], "eval": problems[len(problems) - eval_size :]}
-
-    def examples(self, split: str) -> Sequence[Example]:
-        return self._splits[check_split(split)]
 
     def prompt_text(self, example: Example) -> str:
         """The prompt as plain text: the file's ``context`` verbatim, else the template."""

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
-from .base import CHAT_HELP, TASKS, Example, Prompt, Task, TaskConfig, ask, check_split, mean_finite
+from .base import TASKS, DataTask, DataTaskConfig, Example, Prompt, Task, ask, check_split
 from .gsm8k import extract_number, parse_number
-from .loading import check_fields, load_splits
+from .loading import check_fields
 
 RewardFunction = Callable[[Example, str], float]
 
@@ -137,7 +136,7 @@ class FunctionTask(Task):
     ) -> dict[str, float]:
         if self._metrics is not None:
             return dict(self._metrics(examples, completions, rewards))
-        return {"reward": mean_finite(rewards)}
+        return super().metrics(examples, completions, rewards)
 
 
 def make_task(
@@ -153,16 +152,11 @@ def make_task(
 
 
 @dataclass(frozen=True)
-class FileTaskConfig(TaskConfig):
-    """A local file of examples scored by a built-in reward."""
+class FileTaskConfig(DataTaskConfig):
+    """A local file of examples (``data=``, required) scored by a built-in reward."""
 
-    data: str | None = field(
-        default=None,
-        metadata={
-            "help": "File (JSON, JSON Lines, Parquet, CSV) or folder of examples; one file is "
-            "cut into train (first train_size) and eval (the rest)."
-        },
-    )
+    task_name: ClassVar[str] = "file task"
+
     reward: str = field(
         default="exact_match",
         metadata={"help": f"Built-in reward: {', '.join(BUILTIN_REWARDS)}."},
@@ -173,15 +167,9 @@ class FileTaskConfig(TaskConfig):
         default=None,
         metadata={"help": "Prompt template over the example's fields (overrides prompt_field)."},
     )
-    train_size: int | None = field(
-        default=None, metadata={"help": "Training examples (None: half of one file)."}
-    )
-    eval_size: int | None = field(
-        default=None, metadata={"help": "First N held-out examples (None: all)."}
-    )
-    chat: bool | None = field(default=None, metadata={"help": CHAT_HELP})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.reward not in BUILTIN_REWARDS:
             raise ValueError(
                 f"file task: unknown reward {self.reward!r}; use one of: "
@@ -190,22 +178,14 @@ class FileTaskConfig(TaskConfig):
 
 
 @TASKS.register("file")
-class FileTask(Task):
+class FileTask(DataTask):
     """Examples from a local file (``data=``), scored by a built-in reward (``reward=``)."""
 
     config_class = FileTaskConfig
 
-    @cached_property
-    def _splits(self) -> dict[str, list[Example]]:
+    def required_fields(self) -> list[str]:
         cfg = self.config
-        if cfg.data is None:
-            raise ValueError("file task: no data; pass --data PATH (data=PATH)")
-        fields = [cfg.answer_field] + ([] if cfg.template else [cfg.prompt_field])
-        train, test = load_splits(cfg.data, fields, "file task", cfg.train_size)
-        return {"train": train, "eval": test[: cfg.eval_size] if cfg.eval_size else test}
-
-    def examples(self, split: str) -> Sequence[Example]:
-        return self._splits[check_split(split)]
+        return [cfg.answer_field] + ([] if cfg.template else [cfg.prompt_field])
 
     def prompt(self, example: Example) -> Prompt:
         cfg = self.config

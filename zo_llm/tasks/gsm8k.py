@@ -17,21 +17,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
-from .base import (
-    CHAT_HELP,
-    TASKS,
-    Example,
-    Prompt,
-    Task,
-    TaskConfig,
-    ask,
-    check_split,
-    mean_finite,
-)
-from .loading import check_sizes, load_splits
+from .base import TASKS, DataTask, DataTaskConfig, Example, Prompt, ask, mean_finite
 
 HUB_ID = "openai/gsm8k"
 #: Problems in GSM8K's format written for zo-llm's tests (not from the dataset).
@@ -95,24 +84,15 @@ def is_correct(completion: str, answer: str) -> bool:
 
 
 @dataclass(frozen=True)
-class GSM8KConfig(TaskConfig):
-    """Where the problems come from and how they are asked."""
+class GSM8KConfig(DataTaskConfig):
+    """Where the problems come from and how they are asked.
 
-    data: str | None = field(
-        default=None,
-        metadata={
-            "help": "Local file or folder in GSM8K's schema (question, answer ending in "
-            "'#### N'): a folder with train/test files, or one file (train = first "
-            "train_size, eval = the rest). None loads openai/gsm8k (main) from the hub."
-        },
-    )
-    train_size: int | None = field(
-        default=None,
-        metadata={"help": "First N training problems (None: all; one file: first half)."},
-    )
-    eval_size: int | None = field(
-        default=None, metadata={"help": "First N held-out problems (None: all)."}
-    )
+    ``data`` holds GSM8K's schema (question, answer ending in ``#### N``); without
+    it, ``openai/gsm8k`` (main) is loaded from the hub.
+    """
+
+    task_name: ClassVar[str] = "gsm8k"
+
     few_shot: int = field(
         default=0,
         metadata={
@@ -123,16 +103,15 @@ class GSM8KConfig(TaskConfig):
     instruction: str = field(
         default=DEFAULT_INSTRUCTION, metadata={"help": "Text asking for reasoning and a number."}
     )
-    chat: bool | None = field(default=None, metadata={"help": CHAT_HELP})
 
     def __post_init__(self) -> None:
-        check_sizes("gsm8k", train_size=self.train_size, eval_size=self.eval_size)
+        super().__post_init__()
         if self.few_shot < 0:
             raise ValueError(f"gsm8k: few_shot={self.few_shot} must be >= 0")
 
 
 @TASKS.register("gsm8k")
-class GSM8KTask(Task):
+class GSM8KTask(DataTask):
     """GSM8K word problems; reward 1.0 for the right final number."""
 
     config_class = GSM8KConfig
@@ -141,14 +120,10 @@ class GSM8KTask(Task):
     def test_config(cls) -> GSM8KConfig:
         return GSM8KConfig(data=str(SAMPLE_DATA), train_size=20, eval_size=8)
 
-    @cached_property
-    def _splits(self) -> dict[str, list[Example]]:
-        cfg = self.config
-        if cfg.data is None:
-            train, test = _load_hub()
-        else:
-            train, test = load_splits(cfg.data, FIELDS, "gsm8k", cfg.train_size)
-        train = train[: cfg.train_size] if cfg.train_size else train
+    def load_splits(self) -> dict[str, list[Example]]:
+        """The data's splits, with the first ``few_shot`` train problems moved to ``shots``."""
+        splits = super().load_splits()
+        cfg, train = self.config, splits["train"]
         if cfg.few_shot >= len(train):
             raise ValueError(
                 f"gsm8k: few_shot={cfg.few_shot} leaves none of the {len(train)} train problems "
@@ -156,12 +131,13 @@ class GSM8KTask(Task):
             )
         # the worked examples are held apart: a prompt never shows the answer it is asked
         # for; the held-out problems do not depend on few_shot
-        shots, train = train[: cfg.few_shot], train[cfg.few_shot :]
-        test = test[: cfg.eval_size] if cfg.eval_size else test
-        return {"train": train, "eval": test, "shots": shots}
+        return {**splits, "train": train[cfg.few_shot :], "shots": train[: cfg.few_shot]}
 
-    def examples(self, split: str) -> Sequence[Example]:
-        return self._splits[check_split(split)]
+    def required_fields(self) -> tuple[str, ...]:
+        return FIELDS
+
+    def default_splits(self) -> tuple[list[Example], list[Example]]:
+        return _load_hub()
 
     def _shots(self) -> list[Example]:
         return self._splits["shots"]

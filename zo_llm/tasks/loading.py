@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .base import Example
+if TYPE_CHECKING:  # base imports this module
+    from .base import Example
 
 #: File suffix -> the ``datasets`` builder that reads it.
 BUILDERS = {
@@ -126,10 +127,3 @@ def load_splits(
             "for each split"
         )
     return rows[:cut], rows[cut:]
-
-
-def check_sizes(task: str, **sizes: int | None) -> None:
-    """Raises unless each given split size is None (all) or at least 1."""
-    for name, value in sizes.items():
-        if value is not None and value < 1:
-            raise ValueError(f"{task}: {name}={value} must be at least 1")

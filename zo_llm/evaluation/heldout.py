@@ -1,91 +1,15 @@
-"""Scoring completions and populations.
-
-Reward policy (documented in docs/): a reward function that raises, or returns
-NaN/inf, for one completion does not stop the run. That completion's reward is
-recorded as NaN and counted in ``reward_failures``; a member's reward is the
-mean of its finite completion rewards (NaN if none is finite), and the
-strategy replaces a NaN member by the population's worst finite reward.
-The first failure of each kind is logged with its example.
-"""
+"""Held-out evaluation of the current model: greedy, sampled, and KL from a base model."""
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from .models.generation import TextGenerator
-from .parametrizations.base import Parametrization
-from .strategies.base import AnyCandidate
-from .tasks.base import Example, Task, mean_finite
-
-logger = logging.getLogger(__name__)
-
-
-def score(task: Task, examples: Sequence[Example], completions: Sequence[str]) -> list[float]:
-    """Rewards of ``completions``; failures become NaN (see the module's reward policy)."""
-    rewards = []
-    for example, completion in zip(examples, completions, strict=True):
-        try:
-            value = float(task.reward(example, completion))
-        except Exception as error:  # a user's reward must not kill a long run
-            _warn_once(f"reward raised {type(error).__name__}: {error}", example)
-            value = float("nan")
-        if not math.isfinite(value):
-            _warn_once(f"reward returned {value}", example)
-            value = float("nan")
-        rewards.append(value)
-    return rewards
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(message: str, example: Example) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        logger.warning("%s (scored as NaN; example: %r)", message, example)
-
-
-@dataclass
-class PopulationResult:
-    """Mean reward per member, and how many completion rewards failed."""
-
-    rewards: np.ndarray
-    failures: int
-
-
-class SequentialEvaluator:
-    """Scores members one after another: apply the candidate, generate, score, restore.
-
-    Works for every space and candidate kind: each candidate applies itself
-    (a seeded perturbation, or an explicit vector) and restores the space
-    exactly. All members see the same encoded prompts.
-    """
-
-    def __init__(self, space: Parametrization, generator: TextGenerator, task: Task) -> None:
-        self.space = space
-        self.generator = generator
-        self.task = task
-
-    def evaluate(
-        self,
-        candidates: Sequence[AnyCandidate],
-        examples: Sequence[Example],
-        encoded: list[list[int]],
-    ) -> PopulationResult:
-        rewards, failures = [], 0
-        for candidate in candidates:
-            with candidate.applied_to(self.space):
-                completions = self.generator.generate(encoded)
-            values = score(self.task, examples, completions)
-            failures += sum(1 for v in values if math.isnan(v))
-            rewards.append(mean_finite(values))
-        return PopulationResult(np.asarray(rewards, dtype=np.float64), failures)
+from ..models.generation import TextGenerator
+from ..tasks.base import Example, Task
+from .base import score
 
 
 def evaluate_task(
@@ -159,7 +83,7 @@ def evaluate_heldout(
         )
         metrics.update(sampled)
     if reference is not None:
-        from .divergence import kl_from_reference
+        from ..divergence import kl_from_reference
 
         prompts = [task.prompt(e) for e in examples]
         metrics.update(

@@ -1,0 +1,184 @@
+"""The run config: built and checked before any model loads, one resolver, hooks, light imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import make_char_task, tiny_model
+
+import zo_llm
+from zo_llm import config as run_config
+from zo_llm.cli import main
+from zo_llm.strategies import IncompatibleSpaceError
+
+
+@pytest.fixture
+def load_spy(monkeypatch):
+    """Counts calls of the runner's model loader, and fails the test if one happens."""
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError(f"load_model was called with {args}")
+
+    monkeypatch.setattr("zo_llm.runner.load_model", spy)
+    return calls
+
+
+FAST = ["--iterations", "1", "--batch-size", "2", "--no-progress", "--eval-size", "2"]
+
+
+def test_a_misspelled_component_option_fails_before_the_model_loads(load_spy, tmp_path, capsys):
+    argv = ["train", *FAST, "--strategy-opt", "populaton=4", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    assert "strategy 'es' has no option 'populaton'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="has no option 'populaton'"):
+        zo_llm.train(strategy_options={"populaton": 4}, progress=False)
+    assert load_spy == [] and not (tmp_path / "r").exists()
+
+
+def test_an_unknown_pairing_fails_before_the_model_loads(load_spy, capsys):
+    with pytest.raises(IncompatibleSpaceError, match="spaces that work with 'cma-es'"):
+        run_config.resolve({"strategy": "cma-es", "space": "full"})
+    assert main(["train", *FAST, "--strategy", "cma-es", "--space", "full"]) == 2
+    assert "strategies that work with 'full'" in capsys.readouterr().err
+    assert load_spy == []
+
+
+def test_a_too_large_vector_space_fails_before_the_model_loads(load_spy, capsys):
+    """cma-es over zo-tiny's default lora (81,920 dims): known from the model's shapes."""
+    argv = ["train", *FAST, "--strategy", "cma-es", "--space", "lora"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "searches at most 5000 dimensions" in err and "'lora' has dim=81920" in err
+    assert "rank" in err and "diagonal=True" in err
+    assert load_spy == []
+
+
+def test_a_bench_config_with_a_bad_option_fails_before_any_run(tmp_path, monkeypatch, capsys):
+    runs = []
+    monkeypatch.setattr("zo_llm.bench._run_in_subprocess", lambda *a, **k: runs.append(a))
+    toml = tmp_path / "bench.toml"
+    toml.write_text(
+        'seeds = [0, 1]\n[[strategies]]\nname = "es"\n[[strategies]]\nname = "mezo"\nqq = 2\n'
+    )
+    assert main(["bench", "--config", str(toml), "--out", str(tmp_path / "out")]) == 2
+    assert "strategy 'mezo' has no option 'qq'" in capsys.readouterr().err
+    assert runs == [] and not (tmp_path / "out").exists()
+
+
+def test_generic_flags_map_onto_each_strategys_own_options(capsys):
+    mezo = run_config.resolve({"strategy": "mezo", "population": 6, "sigma": 0.01, "lr": 0.1})
+    assert (mezo.strategy.options.q, mezo.strategy.options.eps, mezo.strategy.options.lr) == (
+        3,
+        0.01,
+        0.1,
+    )
+    # a later layer's --population overrides an earlier layer's q
+    later = run_config.resolve(
+        {"strategy": "mezo", "strategy_options": {"q": 1}}, {"population": 8}
+    )
+    assert later.strategy.options.q == 4
+    with pytest.raises(ValueError, match="population must be even"):
+        run_config.resolve({"strategy": "mezo", "population": 5})
+    assert main(["train", "--strategy", "cem", "--space", "svd", "--lr", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "'cem' has no equivalent of lr" in err and "parenthood_ratio" in err
+
+
+def test_a_shortcut_that_contradicts_its_option_is_an_error(capsys):
+    argv = ["train", "--population", "2", "--strategy-opt", "population=4"]
+    assert main(argv) == 2
+    assert "--population 2 contradicts --strategy-opt population=4" in capsys.readouterr().err
+    assert main(["train", "--eval-size", "3", "--task-opt", "eval_size=4"]) == 2
+    assert "--eval-size 3 contradicts" in capsys.readouterr().err
+
+
+def test_layers_merge_in_order_and_the_config_round_trips():
+    toml = {"iterations": 5, "strategy": {"name": "es", "population": 8}, "loop": {"seed": 3}}
+    flags = {"iterations": 7, "strategy_options": {"sigma": 0.01}}
+    config = run_config.resolve(toml, flags)
+    assert (config.loop.iterations, config.loop.seed) == (7, 3)
+    assert (config.strategy.options.population, config.strategy.options.sigma) == (8, 0.01)
+    # naming another component starts from its defaults
+    other = run_config.resolve(toml, {"strategy": "mezo"})
+    assert other.strategy.options == type(other.strategy.options)()
+    assert run_config.resolve(json.loads(json.dumps(config.to_dict()))) == config
+    assert run_config.resolve(config.flat()) == config
+    with pytest.raises(ValueError, match="unknown key 'iteration'"):
+        run_config.resolve({"iteration": 3})
+    with pytest.raises(ValueError, match=r"\[loop\] has no key 'sed'"):
+        run_config.resolve({"loop": {"sed": 3}})
+
+
+def test_every_setting_has_one_flag_and_a_default_written_once():
+    names = run_config.settings()
+    assert len(names) == len(set(names))
+    args = zo_llm.cli.build_parser().parse_args(["train", "--batch-size", "3", "--no-progress"])
+    assert (args.batch_size, args.progress) == (3, False)
+    assert not hasattr(args, "iterations")  # untyped flags override nothing
+
+
+def test_a_hook_from_python_sees_each_iteration_and_can_stop_the_run(tokenizer, tmp_path):
+    seen = []
+
+    def stop_after_two(record):
+        seen.append(record)
+        return record["iteration"] == 2
+
+    experiment = zo_llm.train(
+        model=tiny_model(len(tokenizer)),
+        tokenizer=tokenizer,
+        task=make_char_task(),
+        iterations=5,
+        batch_size=2,
+        max_new_tokens=4,
+        strategy_options={"population": 4, "sigma": 0.05, "lr": 0.1},
+        progress=False,
+        out=str(tmp_path / "run"),
+        hooks=[stop_after_two],
+    )
+    train = [r for r in experiment.records if r["type"] == "train"]
+    assert seen == train and [r["iteration"] for r in seen] == [1, 2]
+    import torch
+
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["iteration"] == 2
+
+
+def test_wandb_logs_every_record_offline(tokenizer, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    zo_llm.train(
+        model=tiny_model(len(tokenizer)),
+        tokenizer=tokenizer,
+        task=make_char_task(),
+        iterations=2,
+        batch_size=2,
+        max_new_tokens=4,
+        strategy_options={"population": 4, "sigma": 0.05, "lr": 0.1},
+        progress=False,
+        wandb_project="zo-llm-test",
+        out=str(run),
+    )
+    run_id = (run / "wandb_id").read_text()
+    (logged,) = (run / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")
+    data = logged.read_bytes()
+    assert b"train/reward_mean" in data and b"eval/reward" in data
+
+
+def test_the_cli_and_the_registries_import_no_torch():
+    """`zo-llm --help` and `zo-llm list` stay fast: they need neither torch nor transformers."""
+    code = (
+        "import sys, zo_llm, zo_llm.cli, zo_llm.config\n"
+        "zo_llm.cli.build_parser()\n"
+        "import zo_llm.strategies, zo_llm.parametrizations, zo_llm.tasks, zo_llm.models.aliases\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,149 @@
+"""``zo-llm eval``: score a model on a task, with train's settings resolved the same way.
+
+Settings: defaults < the run that saved the model (``--model RUN/final`` reads
+``RUN/run_config.json``) < ``--config`` TOML < flags, through the same
+:func:`zo_llm.config.resolve` as ``zo-llm train``. So ``zo-llm eval --model
+RUN/final`` repeats the run's held-out evaluation (greedy: the run's
+``eval_samples`` and ``eval_kl`` are not repeated; ``--samples`` and
+``--reference`` do that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from .. import config as run_config
+from ..rundir import FINAL_DIR, RunDir
+from .flags import add_setting_flags, flags_layer
+from .train import toml_layer
+
+#: The run settings ``zo-llm eval`` takes: the model section and the task.
+EVAL_SETTINGS = (
+    "model",
+    "task",
+    "dtype",
+    "device",
+    "threads",
+    "max_new_tokens",
+    "generation_batch_size",
+)
+
+EPILOG = """\
+examples:
+  zo-llm eval --model runs/cd/final                 # the run's task and settings
+  zo-llm eval --model runs/cd/final --split train
+  zo-llm eval --model zo-tiny --task countdown-easy --eval-size 50 --samples 4 --reference zo-tiny
+  zo-llm eval --config run.toml                     # the model and task of a train config
+"""
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "eval",
+        help="score a model on a task's held-out data",
+        description="Score a model on a task. Settings: train's defaults < the run that saved "
+        "the model (--model RUN/final reads RUN/run_config.json) < --config TOML < flags.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", type=Path, help="TOML file of zo-llm train: its model, task and generation"
+    )
+    add_setting_flags(
+        parser,
+        EVAL_SETTINGS,
+        components=("task",),
+        shortcuts=("eval_size", "data"),
+        default_note="default: the run's, else {default}",
+    )
+    parser.add_argument(
+        "--split", default="eval", choices=["train", "eval"], help="examples scored (default: eval)"
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score N sampled completions per prompt (sampled_* metrics; default: none)",
+    )
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument(
+        "--reference",
+        metavar="BASE",
+        help="base model (alias, hub id or folder): also report KL(model || BASE) per token "
+        "on the model's greedy completions of the prompts",
+    )
+    parser.add_argument("--out", type=Path, help="also write metrics and completions as JSON here")
+    parser.set_defaults(handler=cmd_eval)
+
+
+def resolve_eval_config(args: argparse.Namespace) -> tuple[run_config.RunConfig, str | None]:
+    """The settings of ``zo-llm eval`` and the run config file they came from, if any."""
+    toml, flags = toml_layer(args.config), flags_layer(args)
+    model = flags.get("model") or run_config.nest(toml).get("model", {}).get("name")
+    model = model or run_config.ModelSection().name
+    layers: list[dict[str, Any] | None] = []
+    source = None
+    folder = RunDir(Path(model).parent)
+    if Path(model).name == FINAL_DIR and folder.holds_run():
+        saved = folder.read_config()
+        layers.append({key: saved[key] for key in ("model", "task") if key in saved})
+        source = str(folder.config_file)
+    config = run_config.resolve(*layers, toml, flags, {"model": model})
+    if config.task.name.startswith("python:") and "task" not in flags:
+        raise ValueError(
+            f"the run was trained on a task object ({config.task.name[7:]}) that eval cannot "
+            "rebuild; pass --task (a registered name, module:object or data file)"
+        )
+    return config, source
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from . import quiet_transformers
+
+    quiet_transformers()
+    import torch
+
+    from ..components import build_task
+    from ..evaluation import evaluate_heldout
+    from ..models import TextGenerator, load_model
+
+    config, source = resolve_eval_config(args)
+    task = build_task(config.task.name, config.task.options)
+    examples = list(task.examples(args.split))
+    if config.model.threads:
+        torch.set_num_threads(config.model.threads)
+    model, tokenizer = load_model(config.model.name, config.model.dtype, config.model.device)
+    generator = TextGenerator(
+        model, tokenizer, config.model.max_new_tokens, config.model.generation_batch_size
+    )
+    reference = None
+    if args.reference:
+        reference, _ = load_model(args.reference, config.model.dtype, config.model.device)
+    metrics, outputs = evaluate_heldout(
+        generator,
+        task,
+        examples,
+        samples=args.samples,
+        temperature=args.temperature,
+        seed=args.seed,
+        reference=reference,
+    )
+    report = {
+        "model": config.model.name,
+        "task": config.task.name,
+        **({"settings_from": source} if source else {}),
+        "split": args.split,
+        "examples": len(examples),
+        **({"reference": args.reference} if args.reference else {}),
+        **metrics,
+    }
+    print(json.dumps(report, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"metrics": metrics, **outputs}, indent=2))
+    return 0

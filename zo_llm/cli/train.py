@@ -1,0 +1,163 @@
+"""``zo-llm train``: a run from defaults < ``--config`` TOML < flags, or ``--resume RUN``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import config as run_config
+from .flags import add_setting_flags, flags_layer, read_toml
+
+EPILOG = """\
+examples:
+  zo-llm list
+  zo-llm train --model PATH_OR_HUB_ID --strategy es --space full --task countdown \\
+      --iterations 50 --population 30 --sigma 1e-3 --lr 5e-4 --batch-size 16 --out runs/cd
+  zo-llm train --config run.toml --seed 1          # flags override the file
+  zo-llm train --resume runs/cd --iterations 100   # continue up to 100 iterations in total
+  zo-llm eval --model runs/cd/final --task countdown --split eval
+
+run.toml (top-level keys are the flags' names; [loop], [evaluation], ... tables work too):
+  model = "HuggingFaceTB/SmolLM2-135M-Instruct"
+  iterations = 50
+  batch_size = 16
+  [strategy]
+  name = "es"
+  population = 30
+  [space]
+  name = "full"
+  exclude = ["embed_tokens"]
+  [task]
+  name = "countdown"
+
+--population, --sigma and --lr mean the same for every strategy: each maps them onto
+its own options (mezo: population = 2q members, sigma = eps), or says which option to use.
+"""
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="fine-tune a model",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fine-tune a model. Defaults < --config TOML < flags; everything is "
+        "checked before the model loads.",
+    )
+    parser.add_argument("--config", type=Path, help="TOML file with any of the options below")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue the run folder RUN with its saved config (only "
+        f"{_spelled(RESUMABLE)} may change)",
+    )
+    add_setting_flags(parser)
+    parser.set_defaults(handler=cmd_train)
+
+
+#: What ``--resume`` may change: nothing that changes the run's numbers.
+RESUMABLE = ("iterations", "progress", "threads")
+
+
+def _spelled(names: tuple[str, ...]) -> str:
+    """``--a, --b and --c``."""
+    flags = [f"--{name}" for name in names]
+    return f"{', '.join(flags[:-1])} and {flags[-1]}" if len(flags) > 1 else flags[0]
+
+
+def toml_layer(path: Path | None) -> dict[str, Any]:
+    """A ``zo-llm train`` TOML file as a settings layer, its keys checked (naming the file)."""
+    layer = read_toml(path)
+    run_config.nest(layer, where=str(path))
+    return layer
+
+
+def resolve_train_config(args: argparse.Namespace) -> run_config.RunConfig:
+    """The run config of ``zo-llm train``: defaults < ``--config`` TOML < flags."""
+    config = run_config.resolve(toml_layer(args.config), flags_layer(args))
+    if config.output.out is None:
+        config = config.with_settings(out=default_run_folder(config))
+    return config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import quiet_transformers
+
+    quiet_transformers()
+    from ..runner import Experiment, resume
+
+    if args.resume is not None:
+        experiment = resume(args.resume, **_resume_overrides(args))
+    else:
+        experiment = Experiment(resolve_train_config(args))
+        experiment.run()
+    _report(experiment)
+    return 0
+
+
+def default_run_folder(config: run_config.RunConfig) -> str:
+    """``runs/TASK-STRATEGY-YYYYmmdd-HHMMSS``: every CLI run leaves a folder to inspect."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return str(Path("runs") / f"{Path(config.task.name).stem}-{config.strategy.name}-{stamp}")
+
+
+def _resume_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    given = flags_layer(args)
+    if args.config:
+        given["config"] = args.config
+    refused = sorted(set(given) - set(RESUMABLE))
+    if refused:
+        raise ValueError(
+            f"--resume continues a run with its saved config; {', '.join(refused)} cannot change "
+            f"(only {_spelled(RESUMABLE)} can). Start a new run with --out instead."
+        )
+    return given
+
+
+def _report(experiment: Any) -> None:
+    if experiment.out is None:
+        return
+    evals = [r for r in experiment.rundir.metrics() if r["type"] == "eval"]
+    if evals:
+        print(f"held-out before: {_metrics_line(evals[0])}")
+        print(f"held-out after:  {_metrics_line(evals[-1])}")
+    print(f"run folder: {experiment.out}")
+    print(f"evaluate:   {eval_command(experiment, experiment.rundir.final)}")
+
+
+def eval_command(experiment: Any, model: Path) -> str:
+    """The ``zo-llm eval`` command that repeats the run's held-out evaluation on ``model``."""
+    config = experiment.config
+    parts = ["--model", str(model), "--task", config.task.name]
+    task_config = experiment.task.config
+    if not dataclasses.is_dataclass(task_config):
+        task_config = None
+    if task_config is not None:
+        defaults = type(task_config)()
+        for field in dataclasses.fields(task_config):
+            value = getattr(task_config, field.name)
+            if field.name == "eval_size":  # as --eval-size, below
+                continue
+            if value != getattr(defaults, field.name):
+                shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+                parts += ["--task-opt", f"{field.name}={shown}"]
+    if task_config is not None and "eval_size" in {f.name for f in dataclasses.fields(task_config)}:
+        parts += ["--eval-size", str(len(experiment.eval_examples))]
+    parts += ["--max-new-tokens", str(config.model.max_new_tokens)]
+    parts += ["--generation-batch-size", str(config.model.generation_batch_size)]
+    parts += ["--dtype", config.model.dtype]
+    return " ".join(["zo-llm eval", *map(shlex.quote, parts)])
+
+
+def _metrics_line(record: dict[str, Any]) -> str:
+    skip = {"type", "split", "time"}
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in record.items()
+        if k not in skip
+    )

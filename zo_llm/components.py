@@ -1,0 +1,207 @@
+"""Components by name: registry lookups, option objects, pairings, and building them.
+
+The run config (:mod:`zo_llm.config`) calls in here to turn names and option
+dicts into checked option objects; the runner calls in here to build the
+components themselves. A task may also be ``module:object`` (a user's code,
+imported when the task is built) or a data file (the ``file`` task); a
+component passed from Python as an object is recorded as ``python:Class`` and
+must be passed again on resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .options import make_config
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .parametrizations.base import Parametrization
+    from .strategies.base import Strategy
+    from .tasks.base import Task
+
+OBJECT_PREFIX = "python:"
+
+
+def registry(kind: str) -> Any:
+    """The registry of ``kind`` ("strategy", "space" or "task"), importing its entries."""
+    if kind == "strategy":
+        from .strategies import STRATEGIES
+
+        return STRATEGIES
+    if kind == "space":
+        from .parametrizations import PARAMETRIZATIONS
+
+        return PARAMETRIZATIONS
+    from .tasks import TASKS
+
+    return TASKS
+
+
+def task_reference(name: str, options: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
+    """What a task name refers to: ``(registry name, options)``, or ``(None, options)``.
+
+    None means ``module:object``, imported only when the task is built; a data
+    file or folder is the ``file`` task with ``data=`` that path.
+    """
+    from .tasks.loading import BUILDERS as DATA_SUFFIXES
+
+    options = dict(options or {})
+    if ":" in name and not name.startswith(OBJECT_PREFIX) and not Path(name).exists():
+        return None, options
+    if name not in registry("task") and (Path(name).suffix in DATA_SUFFIXES or Path(name).is_dir()):
+        return "file", {**options, "data": name}
+    return name, options
+
+
+def component_class(kind: str, name: str) -> type | None:
+    """The class a component name stands for; None for ``module:object`` and objects."""
+    if name.startswith(OBJECT_PREFIX):
+        return None
+    if kind == "task":
+        registered, _ = task_reference(name, {})
+        return None if registered is None else registry("task").get(registered)
+    return registry(kind).get(name)
+
+
+def translate_options(kind: str, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A strategy's options with the generic ``population``/``sigma``/``lr`` made its own."""
+    cls = component_class(kind, name) if kind == "strategy" else None
+    return cls.translate_options(options) if cls is not None else dict(options)
+
+
+def resolve_options(kind: str, name: str, options: Any) -> Any:
+    """The option object of component ``name``, checked; plain dicts where it cannot be known.
+
+    Raises:
+      ValueError: for an unknown name (listing the known ones) or option.
+    """
+    if dataclasses.is_dataclass(options) and not isinstance(options, type):
+        cls = component_class(kind, name)
+        if cls is None or isinstance(options, cls.config_class):
+            return options
+        options = dataclasses.asdict(options)
+    cls = component_class(kind, name)
+    if cls is None:
+        return dict(options or {})
+    if kind == "task":
+        _, options = task_reference(name, options)
+    options = translate_options(kind, name, dict(options or {}))
+    owner = f"{'parametrization' if kind == 'space' else kind} {name!r}"
+    try:
+        return make_config(cls.config_class, options, owner)
+    except TypeError as error:
+        raise ValueError(f"{owner}: {error}") from None
+
+
+def check_run(config: RunConfig) -> None:
+    """What can be checked of a run without its model: the pairing and the evaluator."""
+    from .evaluation import choose_evaluator
+
+    strategy = component_class("strategy", config.strategy.name)
+    space = component_class("space", config.space.name)
+    if strategy is not None and space is not None:
+        strategy.check_pairing(space)
+    if space is not None:
+        choose_evaluator(config.loop.evaluator, space)
+
+
+def build_task(name: str, options: Any = None) -> Task:
+    """A task by registry name, ``module:object`` (importable), or data file path.
+
+    ``module:object`` names a :class:`Task` instance, a Task subclass (built
+    from ``options``) or a factory called with ``options``; a path to a data
+    file (or folder) is the ``file`` task with ``data=`` that path. Both record
+    ``name`` as the task's ``source``, so a run's config rebuilds it on resume.
+    """
+    options = resolve_options("task", name, options)
+    if name.startswith(OBJECT_PREFIX):
+        raise ValueError(_object_message("task", name))
+    registered, _ = task_reference(name, {})
+    if registered is None:
+        task = _import_task(name, options)
+    else:
+        task = registry("task").get(registered)(options)
+        if registered == name:
+            return task
+    task.source = name
+    return task
+
+
+def _import_task(spec: str, options: dict[str, Any]) -> Task:
+    from .tasks.base import Task
+
+    module_name, _, attribute = spec.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:  # `zo-llm` scripts lack the cwd
+        sys.path.append(os.getcwd())
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(
+            f"task {spec!r}: cannot import {attribute!r} from {module_name!r}: {error}"
+        ) from error
+    if isinstance(target, Task):
+        # a resumed run passes back the object's own (recorded) options: those are fine
+        own = dataclasses.asdict(target.config) if dataclasses.is_dataclass(target.config) else {}
+        changed = sorted(k for k, v in options.items() if own.get(k, object()) != v)
+        if changed:
+            raise ValueError(
+                f"task {spec!r} is a Task object; its options cannot be set ({', '.join(changed)})"
+            )
+        return target
+    if isinstance(target, type) and issubclass(target, Task):
+        return target(make_config(target.config_class, options, f"task {spec!r}"))
+    task = target(**options) if callable(target) else None
+    if not isinstance(task, Task):
+        raise ValueError(
+            f"task {spec!r} is not a Task, a Task subclass, or a factory returning a Task"
+        )
+    return task
+
+
+def build_space(name: str, options: Any = None) -> Parametrization:
+    """A parametrization by registry name, configured by ``options``."""
+    if name.startswith(OBJECT_PREFIX):
+        raise ValueError(_object_message("space", name))
+    return registry("space").get(name)(resolve_options("space", name, options))
+
+
+def build_strategy(
+    name: str, space: Parametrization, options: Any = None, seed: int = 0
+) -> Strategy:
+    """A strategy by registry name over the bound ``space``, configured by ``options``."""
+    if name.startswith(OBJECT_PREFIX):
+        raise ValueError(_object_message("strategy", name))
+    cls = registry("strategy").get(name)
+    return cls(space, resolve_options("strategy", name, options), seed=seed)
+
+
+def component_name(kind: str, component: Any) -> str:
+    """The registry name of a component object, or ``python:module.Class`` for another one.
+
+    An unregistered component cannot be rebuilt from ``run_config.json``; a
+    resume must pass the object again.
+    """
+    source = getattr(component, "source", None)  # built from "module:object" or a data path
+    if isinstance(source, str):
+        return source
+    cls = type(component)
+    return registry(kind).name_of(cls) or object_name(component)
+
+
+def object_name(component: Any) -> str:
+    """``python:module.Class``: how a run records an object it cannot rebuild by name."""
+    cls = type(component)
+    return f"{OBJECT_PREFIX}{cls.__module__}.{cls.__qualname__}"
+
+
+def _object_message(kind: str, name: str) -> str:
+    return (
+        f"this run used an unregistered {kind} object ({name[len(OBJECT_PREFIX) :]}); pass it "
+        f"again (resume(run, {kind}=...)) or register its class by name"
+    )

@@ -1,0 +1,140 @@
+"""The evaluator seam: score a population of candidates on one prompt minibatch.
+
+Reward policy (documented in docs/): a reward function that raises, or returns
+NaN/inf, for one completion does not stop the run. That completion's reward is
+recorded as NaN and counted in ``reward_failures``; a member's reward is the
+mean of its finite completion rewards (NaN if none is finite), and the
+strategy replaces a NaN member by the population's worst finite reward.
+The first failure of each kind is logged with its example.
+
+An :class:`Evaluator` is registered by name in :data:`EVALUATORS` and says
+which spaces it can run (:meth:`Evaluator.supports`); the run config picks one
+by name or ``auto`` (the first registered, by :attr:`Evaluator.preference`,
+that supports the space), checked when the config is built. The sequential
+evaluator works for every space; batched and distributed ones plug in here
+without touching the runner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, ClassVar, TypeVar
+
+from ..iteration import Scores
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..models.generation import TextGenerator
+    from ..parametrizations.base import Parametrization
+    from ..strategies.base import AnyCandidate
+    from ..tasks.base import Example, Task
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+AUTO = "auto"
+
+
+class Evaluator(ABC):
+    """Scores candidates on prompts: one mean reward per candidate, in order.
+
+    Built with the run's bound space, its text generator and its task.
+    """
+
+    #: Lower is tried first by ``evaluator = "auto"``.
+    preference: ClassVar[int] = 100
+
+    def __init__(self, space: Parametrization, generator: TextGenerator, task: Task) -> None:
+        self.space = space
+        self.generator = generator
+        self.task = task
+
+    @classmethod
+    def supports(cls, space: type[Parametrization]) -> bool:
+        """Whether this evaluator can score candidates of ``space`` (a class: no model needed)."""
+        del space
+        return True
+
+    @abstractmethod
+    def evaluate(
+        self,
+        candidates: Sequence[AnyCandidate],
+        examples: Sequence[Example],
+        encoded: list[list[int]],
+    ) -> Scores:
+        """Rewards of ``candidates`` on ``examples`` (``encoded``: their prompts' token ids)."""
+
+
+EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")
+
+
+def choose_evaluator(name: str, space: type[Parametrization]) -> type[Evaluator]:
+    """The evaluator class named ``name`` (or the preferred one for ``auto``) for ``space``.
+
+    Raises:
+      ValueError: for an unknown name, or one that cannot run ``space``.
+    """
+    if name == AUTO:
+        fitting = [
+            EVALUATORS.get(n) for n in EVALUATORS.names() if EVALUATORS.get(n).supports(space)
+        ]
+        return min(fitting, key=lambda cls: cls.preference)
+    cls = EVALUATORS.get(name)
+    if not cls.supports(space):
+        able = [n for n in EVALUATORS.names() if EVALUATORS.get(n).supports(space)]
+        raise ValueError(
+            f"evaluator {name!r} cannot run space {space.__name__}; evaluators that can: "
+            f'{", ".join(able)} (or evaluator = "auto")'
+        )
+    return cls
+
+
+def score(task: Task, examples: Sequence[Example], completions: Sequence[str]) -> list[float]:
+    """Rewards of ``completions``; failures become NaN (see the module's reward policy)."""
+    rewards = []
+    for example, completion in zip(examples, completions, strict=True):
+        try:
+            value = float(task.reward(example, completion))
+        except Exception as error:  # a user's reward must not kill a long run
+            _warn_once(f"reward raised {type(error).__name__}: {error}", example)
+            value = float("nan")
+        if not math.isfinite(value):
+            _warn_once(f"reward returned {value}", example)
+            value = float("nan")
+        rewards.append(value)
+    return rewards
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str, example: Example) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning("%s (scored as NaN; example: %r)", message, example)
+
+
+def evaluate_candidates(
+    space: Parametrization, candidates: Sequence[AnyCandidate], score_one: Callable[[], T]
+) -> list[T]:
+    """``score_one()`` with ``space`` at each candidate in turn, restored exactly after each.
+
+    A candidate's point is its ``offset`` plus its own move (a seeded
+    perturbation, or an explicit vector). Consecutive candidates with the same
+    offset (ESSAM's second round, all around the neighbour point) are
+    evaluated inside one :meth:`Parametrization.shifted`, so the shift is paid
+    once per round, not per member; an empty offset moves nothing. Every
+    evaluation loop goes through here, so none forgets the offset.
+    """
+    results: list[T] = []
+    for offset, group in itertools.groupby(candidates, key=lambda candidate: candidate.offset):
+        with space.shifted(offset) if offset else contextlib.nullcontext():
+            for candidate in group:
+                with candidate.applied_to(space):
+                    results.append(score_one())
+    return results

@@ -1,0 +1,121 @@
+"""The pieces of the training loop that are not the iteration itself, as hooks.
+
+Like evotorch's ``after_step_hook`` and nevergrad's callbacks, everything
+around an iteration is a :class:`Hook` with its own period: the logs
+(:mod:`zo_llm.logging`), the held-out evaluation and the checkpoints (here),
+the progress bar, and whatever a user adds from Python::
+
+    def stop_early(record):                   # called with each iteration's record
+        return record["reward_mean"] > 0.9    # True stops the run (checkpointed)
+
+    zo_llm.train(..., hooks=[stop_early])
+
+The loop calls, in the order the hooks are listed: ``on_start`` once,
+``on_record`` for every record logged (train and eval), ``after_iteration``
+after each iteration the hook is :meth:`~Hook.due`, ``on_end`` when the loop
+ends normally, and ``close`` always (even after an error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .runner import Experiment
+
+Record = dict[str, Any]
+
+
+class Hook:
+    """Base class of loop hooks; override the methods you need (all do nothing here).
+
+    ``every`` is the period in iterations of :meth:`after_iteration` (0: never).
+    """
+
+    every: int = 1
+
+    def due(self, run: Experiment) -> bool:
+        """Whether :meth:`after_iteration` runs after the iteration just done."""
+        return self.every > 0 and run.iteration % self.every == 0
+
+    def on_start(self, run: Experiment) -> None:
+        """Before the first iteration of this call to :meth:`Experiment.run`."""
+
+    def on_record(self, run: Experiment, record: Record) -> None:
+        """For every record the run logs (``record["type"]`` is ``"train"`` or ``"eval"``)."""
+
+    def after_iteration(self, run: Experiment, record: Record) -> None:
+        """After an iteration, with its train record, when :meth:`due`."""
+
+    def on_end(self, run: Experiment) -> None:
+        """After the last iteration, when the loop ended without an error."""
+
+    def close(self, run: Experiment) -> None:
+        """Always, last: release files and connections."""
+
+
+class CallbackHook(Hook):
+    """A plain function of each iteration's train record; returning True stops the run."""
+
+    def __init__(self, function: Callable[[Record], Any], every: int = 1) -> None:
+        self.function = function
+        self.every = every
+
+    def after_iteration(self, run: Experiment, record: Record) -> None:
+        if self.function(record) is True:
+            run.request_stop(f"{getattr(self.function, '__name__', 'a hook')} asked to stop")
+
+
+def as_hook(hook: Hook | Callable[[Record], Any]) -> Hook:
+    """A :class:`Hook` as it is; a function as a :class:`CallbackHook`."""
+    if isinstance(hook, Hook):
+        return hook
+    if callable(hook):
+        return CallbackHook(hook)
+    raise TypeError(f"hook {hook!r} is neither a zo_llm Hook nor a function of a record")
+
+
+class HeldoutEvaluation(Hook):
+    """Scores the held-out set at the start, every ``eval_every`` iterations, each time
+    ``eval_every_samples`` more sample evaluations are spent, and at the end."""
+
+    def __init__(self, every: int, every_samples: int | None) -> None:
+        self.every = every
+        self.every_samples = every_samples
+        self._samples_before = 0
+
+    def on_start(self, run: Experiment) -> None:
+        self._samples_before = run.samples
+        if run.iteration == 0:
+            run.log(run.evaluate())
+
+    def due(self, run: Experiment) -> bool:
+        before, self._samples_before = self._samples_before, run.samples
+        period = self.every_samples
+        crossed = period is not None and run.samples // period > before // period
+        return crossed or super().due(run)
+
+    def after_iteration(self, run: Experiment, record: Record) -> None:
+        run.log(run.evaluate())
+
+    def on_end(self, run: Experiment) -> None:
+        if run.evaluated_at != run.iteration:
+            run.log(run.evaluate())
+
+
+class Checkpointing(Hook):
+    """Writes the run's checkpoint every ``every`` iterations and after the last one.
+
+    The last checkpoint precedes the closing evaluation, so a run resumed from
+    it to more iterations logs exactly what an uninterrupted run would.
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+
+    def due(self, run: Experiment) -> bool:
+        return run.finished() or run.stop_requested is not None or super().due(run)
+
+    def after_iteration(self, run: Experiment, record: Record) -> None:
+        run.save_checkpoint()
