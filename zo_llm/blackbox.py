@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .evaluation import evaluate_candidates
+from .iteration import Scores, run_iteration
 from .options import make_config
 from .parametrizations.base import Parametrization
 from .parametrizations.tensor import TensorSpace
@@ -114,27 +115,27 @@ def maximize(
     start = time.perf_counter()
     best_reward, best_x = -math.inf, space.get_vector()
     evaluations, reached, history = 0, None, []
+
+    def evaluate(candidates: Sequence[Any]) -> Scores:
+        nonlocal best_reward, best_x, evaluations, reached
+        values = []
+        for x, value in evaluate_candidates(space, candidates, point_and_value):
+            evaluations += 1
+            values.append(value)
+            if value > best_reward:
+                best_reward, best_x = value, x
+            if target is not None and monitor is None and reached is None and value >= target:
+                reached = evaluations
+        return Scores(np.asarray(values, dtype=np.float64))
+
     while True:
-        rewards: list[float] = []
-        complete = False
-        while not complete:
-            candidates = search.ask()
-            values = []
-            for x, value in evaluate_candidates(space, candidates, point_and_value):
-                evaluations += 1
-                values.append(value)
-                if value > best_reward:
-                    best_reward, best_x = value, x
-                if target is not None and monitor is None and reached is None and value >= target:
-                    reached = evaluations
-            complete = search.tell(candidates, values)["complete"]
-            rewards.extend(values)
-        finite = np.asarray(rewards)[np.isfinite(rewards)]
+        result = run_iteration(search, evaluate)
+        summary = result.summary()
         record = {
             "iteration": len(history) + 1,
             "evaluations": evaluations,
-            "reward_mean": float(finite.mean()) if finite.size else math.nan,
-            "reward_max": float(finite.max()) if finite.size else math.nan,
+            "reward_mean": summary["reward_mean"],
+            "reward_max": summary["reward_max"],
             "best_reward": best_reward,
         }
         if monitor is not None:
