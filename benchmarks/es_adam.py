@@ -24,6 +24,7 @@ import torch
 
 import zo_llm
 from zo_llm.objectives import PROBLEMS, SETTINGS
+from zo_llm.parametrizations.base import VectorStep
 from zo_llm.strategies.es import ESConfig, OpenAIES, seeded_update
 from zo_llm.strategies.shaping import SHAPINGS
 
@@ -46,8 +47,8 @@ class AdamES(OpenAIES):
         weights = SHAPINGS.get(config.shaping)(rewards)
         pairs = seeded_update(candidates, weights, 1.0 / (len(candidates) * config.sigma))
         theta = self.space.get_vector().clone()
-        self.space.apply_update(pairs)  # theta + g, through the space's own noise replay
-        gradient = self.space.get_vector() - theta
+        with self.space.shifted(pairs):  # theta + g, through the space's own noise replay
+            gradient = self.space.get_vector() - theta
         if not hasattr(self, "moments"):
             self.moments, self.steps = (torch.zeros_like(theta), torch.zeros_like(theta)), 0
         first, second = self.moments
@@ -56,8 +57,8 @@ class AdamES(OpenAIES):
         second.mul_(config.beta2).addcmul_(gradient, gradient, value=1 - config.beta2)
         first_hat = first / (1 - config.beta1**self.steps)
         second_hat = second / (1 - config.beta2**self.steps)
-        self.space.set_vector(theta + config.lr * first_hat / (second_hat.sqrt() + config.adam_eps))
-        return {"complete": True}
+        step = theta + config.lr * first_hat / (second_hat.sqrt() + config.adam_eps)
+        return {"complete": True, "step": VectorStep(step)}
 
 
 def run(problem_name: str, strategy, options: dict, seeds: list[int]) -> str:

@@ -17,6 +17,7 @@ from conftest import make_char_task, run_numbers, tiny_model
 
 import zo_llm
 from zo_llm.evaluation import evaluate_candidates
+from zo_llm.iteration import Scores, run_iteration
 from zo_llm.parametrizations import (
     PARAMETRIZATIONS,
     SEEDED,
@@ -46,13 +47,14 @@ def bound_space(cls, model):
 def run(strategy, reward, iterations: int) -> list[list]:
     """Runs whole iterations (all their ask/tell rounds); returns every round's candidates."""
     asked = []
+
+    def evaluate(candidates):
+        asked.append(candidates)
+        values = evaluate_candidates(strategy.space, candidates, lambda: reward(strategy.space))
+        return Scores(np.asarray(values, dtype=np.float64))
+
     for _ in range(iterations):
-        complete = False
-        while not complete:
-            candidates = strategy.ask()
-            asked.append(candidates)
-            values = evaluate_candidates(strategy.space, candidates, lambda: reward(strategy.space))
-            complete = strategy.tell(candidates, values)["complete"]
+        run_iteration(strategy, evaluate)
     return asked
 
 
@@ -266,12 +268,10 @@ def test_evaluations_per_iteration_is_what_one_iteration_asks(name, default):
     strategy = cls(tensor_space(32), config, seed=0)
     expected = strategy.evaluations_per_iteration()
     for _ in range(2):
-        asked, complete = 0, False
-        while not complete:
-            candidates = strategy.ask()
-            asked += len(candidates)
-            complete = strategy.tell(candidates, np.linspace(0.0, 1.0, len(candidates)))["complete"]
-        assert asked == expected == strategy.evaluations_per_iteration()
+        result = run_iteration(
+            strategy, lambda candidates: Scores(np.linspace(0.0, 1.0, len(candidates)))
+        )
+        assert result.evaluations == expected == strategy.evaluations_per_iteration()
 
 
 # --- pairings and sizes -------------------------------------------------------

@@ -126,14 +126,27 @@ class BenchConfig:
     entry gets unless it sets them itself (the ``eval_size``/``data`` keys).
     """
 
-    strategies: tuple[Entry, ...]
-    out: str
-    spaces: tuple[Entry, ...] = (Entry("full"),)
-    tasks: tuple[Entry, ...] = (Entry("countdown-easy"),)
-    seeds: tuple[int, ...] = (0,)
-    budget: int | None = None
-    target: float | None = None
-    metric: str | None = None
+    strategies: tuple[Entry, ...] = field(metadata={"help": "comma-separated strategy names"})
+    out: str = field(metadata={"help": "results folder (created)"})
+    spaces: tuple[Entry, ...] = field(
+        default=(Entry("full"),), metadata={"help": "comma-separated parametrization names"}
+    )
+    tasks: tuple[Entry, ...] = field(
+        default=(Entry("countdown-easy"),), metadata={"help": "comma-separated task names"}
+    )
+    seeds: tuple[int, ...] = field(
+        default=(0,), metadata={"help": "comma-separated integer seeds, e.g. 0,1,2"}
+    )
+    budget: int | None = field(
+        default=None, metadata={"help": "sample evaluations (members x prompts) per run"}
+    )
+    target: float | None = field(
+        default=None, metadata={"help": "held-out metric value for the samples-to-target column"}
+    )
+    metric: str | None = field(
+        default=None,
+        metadata={"help": "held-out metric to compare (None: accuracy if logged, else reward)"},
+    )
     base: RunConfig = field(default_factory=lambda: run_config.resolve(RUN_DEFAULTS))
     task_options: Mapping[str, Any] = field(default_factory=dict)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
 from .. import config as run_config
-from ..bench import PER_RUN
+from ..bench import BENCH_KEYS, PER_RUN, RUN_DEFAULTS, BenchConfig
 from .flags import add_setting_flags, flags_layer
 
 EPILOG = """\
@@ -35,21 +37,32 @@ bench.toml (any zo-llm train setting applies to every run, e.g. batch_size, eval
   name = "cma-es"
   spaces = ["svd"]       # vector strategies cannot search full; run it on svd only
 
-Runs get one torch thread each and no progress bar unless told otherwise.
 """
 
-#: The bench's own flags: (flag, parse, help). Lists are comma-separated.
-BENCH_FLAGS = [
-    ("--strategies", "names", "comma-separated strategy names"),
-    ("--spaces", "names", "comma-separated parametrization names (default: full)"),
-    ("--tasks", "names", "comma-separated task names (default: countdown-easy)"),
-    ("--seeds", "ints", "comma-separated integer seeds, e.g. 0,1,2 (default: 0)"),
-    ("--budget", int, "sample evaluations (members x prompts) per run"),
-    ("--target", float, "held-out metric value for the samples-to-target column"),
-    ("--metric", str, "held-out metric to compare (default: accuracy, else reward)"),
-]
 #: Singular spellings of the list flags (``--space full`` as ``zo-llm train`` spells it).
-ALIASES = {"--strategies": "--strategy", "--spaces": "--space", "--tasks": "--task"}
+ALIASES = {"strategies": "--strategy", "spaces": "--space", "tasks": "--task", "seeds": "--seed"}
+
+
+def _bench_fields() -> list[tuple[str, Any, str, Any]]:
+    """(name, parse, help, default) of the bench's own keys, from :class:`BenchConfig`'s fields.
+
+    ``parse`` is ``"names"`` or ``"ints"`` for the comma-separated lists, else the type.
+    """
+    hints = typing.get_type_hints(BenchConfig)
+    rows = []
+    for f in dataclasses.fields(BenchConfig):
+        if f.name not in BENCH_KEYS or f.name == "out":
+            continue
+        hint = hints[f.name]
+        if typing.get_origin(hint) is tuple:
+            parse = "ints" if typing.get_args(hint)[0] is int else "names"
+            given = () if f.default is dataclasses.MISSING else f.default
+            default = ",".join(str(getattr(v, "name", v)) for v in given) or "required"
+        else:
+            parse = next(a for a in typing.get_args(hint) if a is not type(None))
+            default = f.default
+        rows.append((f.name, parse, f.metadata["help"], default))
+    return rows
 
 
 def add_parser(commands: Any) -> None:
@@ -64,17 +77,19 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--config", type=Path, help="TOML file with any of the options below")
     parser.add_argument("--out", help="results folder (created)")
-    for flag, kind, help_text in BENCH_FLAGS:
-        flags = (flag, ALIASES[flag]) if flag in ALIASES else (flag,)
+    for name, parse, help_text, default in _bench_fields():
+        flags = (f"--{name}", ALIASES[name]) if name in ALIASES else (f"--{name}",)
         parser.add_argument(
             *flags,
-            dest=flag[2:],
-            type=str if kind in ("names", "ints") else kind,
+            dest=name,
+            type=str if parse in ("names", "ints") else parse,
             default=argparse.SUPPRESS,
-            help=help_text,
+            help=f"{help_text} (default: {default})",
         )
     shared = [name for name in run_config.settings() if name not in PER_RUN]
-    add_setting_flags(parser, shared, components=(), shortcuts=("eval_size", "data"))
+    add_setting_flags(
+        parser, shared, components=(), shortcuts=("eval_size", "data"), defaults=RUN_DEFAULTS
+    )
     parser.set_defaults(handler=cmd_bench)
 
 
@@ -94,11 +109,11 @@ def bench_layer(args: argparse.Namespace) -> dict[str, Any]:
     """The bench keys and run settings the user typed."""
     layer = flags_layer(args)
     layer.pop("out", None)  # the bench's own --out, below
-    for flag, kind, _ in BENCH_FLAGS:
-        name = flag[2:]
+    for name, parse, _, _ in _bench_fields():
         if hasattr(args, name):
             value = getattr(args, name)
-            layer[name] = _parse_list(flag, kind, value) if kind in ("names", "ints") else value
+            listed = parse in ("names", "ints")
+            layer[name] = _parse_list(f"--{name}", parse, value) if listed else value
     layer.update(layer.pop("task_options", {}))  # --eval-size and --data: for every task
     if args.out:
         layer["out"] = args.out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import tomllib
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ def add_setting_flags(
     components: Iterable[str] = COMPONENTS,
     shortcuts: Iterable[str] = tuple(run_config.SHORTCUTS),
     default_note: str = "default: {default}",
+    defaults: Mapping[str, Any] | None = None,
 ) -> None:
     """One flag per run setting in ``names`` (all by default), typed and documented by its field.
 
@@ -37,11 +38,12 @@ def add_setting_flags(
       components: sections that get a repeatable ``--SECTION-opt KEY=VALUE`` flag.
       shortcuts: component options that get a flag of their own (``--population``...).
       default_note: how the default is shown, with ``{default}`` in it.
+      defaults: defaults that differ from the run config's here (the bench's own).
     """
     fields = run_config.settings()
     for name in names if names is not None else fields:
         section, field = fields[name]
-        default = field.default
+        default = (defaults or {}).get(name, field.default)
         help_text = f"{field.metadata.get('help', '')} ({default_note.format(default=default)})"
         hints = typing.get_type_hints(run_config.SECTION_CLASSES[section])
         _add(parser, name, _scalar_type(hints[field.name]), help_text)
