@@ -23,8 +23,8 @@ seeded spaces (es, essam, mezo) search all the model's weights (``full``);
 the explicit-vector strategies (cma-es, snes, xnes, pgpe, cem) search the
 singular values of its weight matrices (``svd``, ESSA's space: the top 16 of
 each of the 28 projections, 448 numbers). Iterations per strategy are the
-budget divided by what one iteration evaluates, counted by a dry ask/tell on
-a throwaway copy of the model (ESSAM asks 2N members per iteration, MeZO 2q).
+budget divided by what one iteration evaluates, as each strategy states it
+(``evaluations_per_iteration``: ESSAM asks 2N members per iteration, MeZO 2q).
 The held-out set (first ``--model-eval-size`` eval problems, greedy) is scored
 after every iteration. The table gives held-out accuracy before and after,
 the final held-out reward (0.1 x format + 1 x correct, averaged), the sample

@@ -86,7 +86,8 @@ def test_list_prints_every_registry(capsys):
 def test_list_json(capsys):
     assert main(["list", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
-    assert set(listing) == {"strategies", "parametrizations", "tasks", "models"}
+    assert set(listing) == {"strategies", "parametrizations", "tasks", "evaluators", "models"}
+    assert "sequential" in listing["evaluators"]
     assert {"zo-tiny", "smollm2-135m"} <= set(listing["models"])
     assert "es" in listing["strategies"]
     assert "full" in listing["parametrizations"]

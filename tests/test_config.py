@@ -92,9 +92,14 @@ def test_generic_flags_map_onto_each_strategys_own_options(capsys):
 def test_a_shortcut_that_contradicts_its_option_is_an_error(capsys):
     argv = ["train", "--population", "2", "--strategy-opt", "population=4"]
     assert main(argv) == 2
-    assert "--population 2 contradicts --strategy-opt population=4" in capsys.readouterr().err
+    assert "population=2 contradicts the strategy option population='4'" in capsys.readouterr().err
     assert main(["train", "--eval-size", "3", "--task-opt", "eval_size=4"]) == 2
-    assert "--eval-size 3 contradicts" in capsys.readouterr().err
+    assert "eval_size=3 contradicts the task option eval_size='4'" in capsys.readouterr().err
+    # the same value twice is no contradiction, nor is one given in a TOML and one as a flag
+    same = run_config.resolve({"sigma": 0.001, "strategy_options": {"sigma": "1e-3"}})
+    assert same.strategy.options.sigma == 0.001
+    with pytest.raises(ValueError, match="population=2 contradicts"):
+        zo_llm.train(population=2, strategy_options={"population": 4})
 
 
 def test_layers_merge_in_order_and_the_config_round_trips():
@@ -112,6 +117,11 @@ def test_layers_merge_in_order_and_the_config_round_trips():
         run_config.resolve({"iteration": 3})
     with pytest.raises(ValueError, match=r"\[loop\] has no key 'sed'"):
         run_config.resolve({"loop": {"sed": 3}})
+    with pytest.raises(ValueError, match="eval_temperature='hot' is not a valid float"):
+        run_config.resolve({"eval_temperature": "hot"})
+    with pytest.raises(ValueError, match="out=5 is not a valid str"):
+        run_config.resolve({"out": 5})
+    assert run_config.resolve({"progress": "no"}).output.progress is False
 
 
 def test_every_setting_has_one_flag_and_a_default_written_once():
@@ -182,3 +192,59 @@ def test_the_cli_and_the_registries_import_no_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_task_object_brings_its_own_options(tokenizer):
+    with pytest.raises(ValueError, match="task= is an object with its own options; set eval_size"):
+        zo_llm.train(model=tiny_model(len(tokenizer)), tokenizer=tokenizer,
+                     task=make_char_task(), eval_size=5)  # fmt: skip
+
+
+def test_eval_size_is_no_slice_of_the_training_split(capsys):
+    assert main(["eval", "--split", "train", "--eval-size", "3"]) == 2
+    assert "--task-opt train_size=N" in capsys.readouterr().err
+
+
+def test_a_missing_wandb_is_refused_before_the_model_loads(load_spy, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
+    )
+    with pytest.raises(ValueError, match=r"pip install 'zo-llm\[wandb\]'"):
+        zo_llm.train(wandb_project="p", progress=False)
+    assert load_spy == []
+
+
+def test_hooks_all_start_before_the_first_record(tokenizer):
+    events = []
+
+    class Watcher(zo_llm.Hook):
+        def on_start(self, run):
+            events.append("start")
+
+        def on_record(self, run, record):
+            events.append(record["type"])
+
+    zo_llm.train(model=tiny_model(len(tokenizer)), tokenizer=tokenizer, task=make_char_task(),
+                 iterations=1, batch_size=2, max_new_tokens=4, progress=False,
+                 strategy_options={"population": 2}, hooks=[Watcher()])  # fmt: skip
+    assert events == ["start", "eval", "train", "eval"]
+
+
+def test_a_run_folder_of_zo_llm_0_2_reads_as_nested(tmp_path):
+    """Before 0.3, run_config.json held flat settings; they read back as the nested layer."""
+    from zo_llm.rundir import RunDir
+
+    flat = {"model": "zo-tiny", "strategy": "mezo", "strategy_options": {"q": 2},
+            "iterations": 4, "eval_size": 8, "checkpoint_every": 2}  # fmt: skip
+    (tmp_path / "run_config.json").write_text(json.dumps({"zo_llm_version": "0.2.0",
+                                                          "config": flat}))  # fmt: skip
+    config = run_config.resolve(RunDir(tmp_path).read_config())
+    assert (config.strategy.name, config.strategy.options.q, config.loop.iterations) == (
+        "mezo",
+        2,
+        4,
+    )
+    assert config.task.options.eval_size == 8 and config.output.checkpoint_every == 2

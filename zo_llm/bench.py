@@ -51,7 +51,7 @@ DONE_MARKER = "bench_done"
 #: Characters a label may use: it becomes part of a folder name.
 _LABEL = re.compile(r"^[\w.+=-]+$")
 #: Run settings that a bench sets per run, not once for all: its entries and seeds decide them.
-PER_RUN = ("strategy", "space", "task", "seed", "out")
+PER_RUN = ("strategy", "space", "task", "seed", "out", "max_samples")
 #: The bench's own defaults for its runs' settings (the rest are ``zo-llm train``'s).
 RUN_DEFAULTS = {"threads": 1, "progress": False}
 
@@ -354,11 +354,11 @@ class BenchConfig:
             kept = (folder.path / DONE_MARKER).exists() or folder.has_checkpoint()
             if not kept or not folder.holds_run():
                 continue
-            differing = []
             made_by = folder.made_by()
             if made_by != __version__:  # rewards or splits may have changed since
-                differing.append(f"zo-llm version (run: {made_by!r}, now: {__version__!r})")
-            differing += run_config.differences(folder.read_config(), run.config.to_dict())
+                differing = [f"zo-llm version (run: {made_by!r}, now: {__version__!r})"]
+            else:
+                differing = run_config.differences(folder.read_config(), run.config.to_dict())
             if differing:
                 raise ValueError(
                     f"run {folder.path} was made with other settings than this bench config: "

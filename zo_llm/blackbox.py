@@ -105,7 +105,8 @@ def maximize(
         raise ValueError("give iterations= or max_evaluations= (or both) to bound the search")
     space = x0 if isinstance(x0, Parametrization) else TensorSpace(x0=x0)
     cls = STRATEGIES.get(strategy) if isinstance(strategy, str) else strategy
-    config = make_config(cls.config_class, strategy_options, f"strategy {cls.name!r}")
+    options = cls.translate_options(strategy_options or {})  # population, sigma, lr: as train's
+    config = make_config(cls.config_class, options, f"strategy {cls.name!r}")
     search = cls(space, config, seed=seed)
 
     def point_and_value() -> tuple[torch.Tensor, float]:

@@ -61,6 +61,8 @@ def task_reference(name: str, options: dict[str, Any] | None) -> tuple[str | Non
 
 def component_class(kind: str, name: str) -> type | None:
     """The class a component name stands for; None for ``module:object`` and objects."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{kind} {name!r} is not a name; give a registered name (zo-llm list)")
     if name.startswith(OBJECT_PREFIX):
         return None
     if kind == "task":

@@ -32,8 +32,10 @@ This module imports no heavy library: the CLI builds its flags from it.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import os
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -148,7 +150,10 @@ class LoopSection:
     seed: int = field(default=0, metadata=_help("seeds noise and minibatches"))
     evaluator: str = field(
         default="auto",
-        metadata=_help("how a population is scored (auto: the best the space supports)"),
+        metadata=_help(
+            "how a population is scored: an evaluator of zo-llm list, or auto (the best "
+            "one the space supports)"
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -211,6 +216,11 @@ class OutputSection:
 
     def __post_init__(self) -> None:
         _at_least(self, 0, "checkpoint_every")
+        if self.wandb_project is not None and importlib.util.find_spec("wandb") is None:
+            raise ValueError(
+                f"wandb_project={self.wandb_project!r} needs the wandb package: "
+                "pip install 'zo-llm[wandb]'"
+            )
 
 
 SECTION_CLASSES: dict[str, type] = {
@@ -280,7 +290,7 @@ def flatten(nested: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 
 #: Settings two runs may differ in without computing different numbers (as on resume).
-MACHINE = ("threads", "progress", "out")
+MACHINE = ("threads", "progress", "out", "tensorboard", "wandb_project", "checkpoint_every")
 
 
 def differences(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
@@ -328,6 +338,7 @@ def nest(layer: Mapping[str, Any], where: str = "settings") -> dict[str, dict[st
     """
     flat = settings()
     nested: dict[str, dict[str, Any]] = {}
+    shortcuts: dict[str, dict[str, Any]] = {}
     for raw_key, value in layer.items():
         key = raw_key.replace("-", "_")
         value = os.fspath(value) if isinstance(value, os.PathLike) else value
@@ -340,14 +351,33 @@ def nest(layer: Mapping[str, Any], where: str = "settings") -> dict[str, dict[st
             options = {k.replace("-", "_"): v for k, v in dict(value or {}).items()}
             nested.setdefault(key[: -len("_options")], {}).update(options)
         elif key in SHORTCUTS:
-            nested.setdefault(SHORTCUTS[key][0], {})[key] = value
+            shortcuts.setdefault(SHORTCUTS[key][0], {})[key] = value
         elif key in flat:
             section, f = flat[key]
             nested.setdefault(section, {})[f.name] = value
         else:
             valid = sorted([*flat, *SHORTCUTS, *(f"{c}_options" for c in COMPONENTS)])
             raise ValueError(f"{where}: unknown key {raw_key!r}; valid keys: {', '.join(valid)}")
+    for section, values in shortcuts.items():
+        options = nested.setdefault(section, {})
+        for key, value in values.items():
+            if key in options and not same_value(options[key], value):
+                raise ValueError(
+                    f"{where}: {key}={value!r} contradicts the {section} option "
+                    f"{key}={options[key]!r}; give one of them"
+                )
+            options[key] = value
     return nested
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as given, or as numbers (``"1e-3"`` and ``0.001``: flags are strings)."""
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
 
 
 def resolve(*layers: Mapping[str, Any] | None, where: str = "settings") -> RunConfig:
@@ -387,8 +417,29 @@ def build(nested: Mapping[str, Mapping[str, Any]]) -> RunConfig:
             sections[section] = SECTION_CLASSES[section](name=name, options=values)
         else:
             _check_fields(section, values, "settings")
-            sections[section] = SECTION_CLASSES[section](**values)
+            sections[section] = _typed_section(section, values)
     return RunConfig(**sections)
+
+
+def _typed_section(section: str, values: Mapping[str, Any]) -> Any:
+    """A section from values converted to its fields' types (TOML and flags give strings,
+    ints for floats); a value of another type is refused, naming the key."""
+    from .options import make_config
+
+    cls = SECTION_CLASSES[section]
+    hints = typing.get_type_hints(cls)
+    built = make_config(cls, dict(values), f"[{section}]")
+    for name in values:
+        value, hint = getattr(built, name), hints[name]
+        allowed = tuple(t for t in typing.get_args(hint) or (hint,) if isinstance(t, type))
+        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if isinstance(value, bool) and bool not in allowed:
+            allowed = ()
+        if not isinstance(value, allowed):
+            expected = " or ".join("none" if t is type(None) else t.__name__ for t in allowed)
+            raise ValueError(f"{name}={value!r} is not a valid {expected}")
+    return built
 
 
 def _default_name(section: str) -> str:

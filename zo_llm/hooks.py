@@ -10,7 +10,8 @@ the progress bar, and whatever a user adds from Python::
 
     zo_llm.train(..., hooks=[stop_early])
 
-The loop calls, in the order the hooks are listed: ``on_start`` once,
+The loop calls, in the order the hooks are listed: ``on_start`` once (every
+hook is started before any record is logged), ``after_start`` once,
 ``on_record`` for every record logged (train and eval), ``after_iteration``
 after each iteration the hook is :meth:`~Hook.due`, ``on_end`` when the loop
 ends normally, and ``close`` always (even after an error).
@@ -41,6 +42,9 @@ class Hook:
 
     def on_start(self, run: Experiment) -> None:
         """Before the first iteration of this call to :meth:`Experiment.run`."""
+
+    def after_start(self, run: Experiment) -> None:
+        """Once every hook has started: the first records may be logged here."""
 
     def on_record(self, run: Experiment, record: Record) -> None:
         """For every record the run logs (``record["type"]`` is ``"train"`` or ``"eval"``)."""
@@ -87,6 +91,8 @@ class HeldoutEvaluation(Hook):
 
     def on_start(self, run: Experiment) -> None:
         self._samples_before = run.samples
+
+    def after_start(self, run: Experiment) -> None:
         if run.iteration == 0:
             run.log(run.evaluate())
 

@@ -4,7 +4,7 @@ Each line of ``metrics.jsonl`` is one standard JSON object (a NaN is written as
 ``null``), ``{"type": "train", ...}`` per iteration or ``{"type": "eval", ...}``
 per held-out evaluation. On resume the file is cut back to the lines the
 checkpoint had seen, so a resumed run's log reads as if it had never stopped;
-the mirrors (TensorBoard, W&B) are rebuilt or continued from it.
+TensorBoard is rebuilt from it, W&B continued (see :class:`Wandb`).
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ class Wandb(Hook):
 
     The W&B run's id is kept in the run folder (``wandb_id``), so a resumed
     run continues the same W&B run; its files go to the run folder's
-    ``wandb/``. ``WANDB_MODE=offline`` logs without a network.
+    ``wandb/``. ``WANDB_MODE=offline`` logs without a network. Unlike
+    ``metrics.jsonl``, W&B cannot forget the steps logged after the checkpoint
+    a run resumes from: they are logged again (W&B shows the later values).
     """
 
     def __init__(self, project: str) -> None:
@@ -84,12 +86,8 @@ class Wandb(Hook):
         self._run = None
 
     def on_start(self, run: Experiment) -> None:
-        try:
-            import wandb
-        except ImportError:
-            raise ValueError(
-                "--wandb-project needs the wandb package: pip install 'zo-llm[wandb]'"
-            ) from None
+        import wandb  # present: the run config checked it before the model loaded
+
         id_file = run.rundir.path / "wandb_id"
         run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
         id_file.write_text(run_id)

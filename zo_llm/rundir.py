@@ -7,6 +7,7 @@
     tensorboard/      the same numbers as TensorBoard events
     checkpoint.pt     the latest checkpoint, replaced atomically
     final/            the trained model, a save_pretrained folder with its tokenizer
+    wandb_id, wandb/  with --wandb-project: the W&B run's id and its local files
 
 The runner writes through :class:`RunDir`; ``zo-llm eval``, ``bench`` and
 ``resume`` read through it.
@@ -78,8 +79,16 @@ class RunDir:
             raise ValueError(f"{self.config_file} is not valid JSON ({error})") from None
 
     def read_config(self) -> dict[str, Any]:
-        """The saved config, as a layer for :func:`zo_llm.config.resolve`."""
-        return self.read_document()["config"]
+        """The saved config in the nested spelling, a layer for :func:`zo_llm.config.resolve`.
+
+        Runs written before zo-llm 0.3 saved flat settings; they are nested here.
+        """
+        from .config import nest
+
+        config = self.read_document()["config"]
+        if all(isinstance(value, dict) for value in config.values()):
+            return config
+        return nest(config, where=str(self.config_file))
 
     def made_by(self) -> str | None:
         """The zo-llm version that wrote the run."""

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .components import build_space, build_strategy, build_task, component_name, object_name
-from .config import RunConfig, flatten, resolve
+from .config import SHORTCUTS, RunConfig, flatten, resolve
 from .evaluation import choose_evaluator, evaluate_heldout
 from .hooks import Checkpointing, HeldoutEvaluation, Hook, Record, as_hook
 from .iteration import run_iteration
@@ -211,6 +211,8 @@ class Experiment:
         try:
             for hook in self.hooks:
                 hook.on_start(self)
+            for hook in self.hooks:
+                hook.after_start(self)
             while not self.finished() and self.stop_requested is None:
                 record = self.step()
                 self.log(record)
@@ -316,6 +318,22 @@ def _layer_of_objects(objects: dict[str, Any]) -> dict[str, Any]:
     return layer
 
 
+def _refuse_options_of_objects(objects: dict[str, Any], settings: dict[str, Any]) -> None:
+    """An object passed for a component brings its own options: settings cannot change them."""
+    for kind in ("task", "space"):
+        if objects.get(kind) is None:
+            continue
+        given = sorted(settings.get(f"{kind}_options") or {})
+        given += [
+            k for k, (section, _, _) in SHORTCUTS.items() if section == kind and k in settings
+        ]
+        if given:
+            raise ValueError(
+                f"{kind}= is an object with its own options; set {', '.join(given)} on the "
+                f"object itself (e.g. its config), not as settings of the run"
+            )
+
+
 def train(
     config: RunConfig | None = None, *, hooks: Iterable[HookLike] = (), **settings: Any
 ) -> Experiment:
@@ -336,6 +354,7 @@ def train(
     for key in ("model", "tokenizer"):
         if key in settings and not _is_name(settings[key]):
             objects[key] = settings.pop(key)
+    _refuse_options_of_objects(objects, settings)
     base = config.to_dict() if config is not None else None
     resolved = resolve(base, _layer_of_objects(objects), settings)
     experiment = Experiment(resolved, hooks=hooks, **objects)
@@ -345,10 +364,6 @@ def train(
 
 def _is_name(value: Any) -> bool:
     return value is None or isinstance(value, (str, Path))
-
-
-#: What a resume may change: nothing that changes the run's numbers.
-RESUMABLE = ("iterations", "progress", "threads")
 
 
 def resume(

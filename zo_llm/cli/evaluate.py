@@ -84,6 +84,11 @@ def add_parser(commands: Any) -> None:
 def resolve_eval_config(args: argparse.Namespace) -> tuple[run_config.RunConfig, str | None]:
     """The settings of ``zo-llm eval`` and the run config file they came from, if any."""
     toml, flags = toml_layer(args.config), flags_layer(args)
+    if args.split == "train" and "eval_size" in flags:
+        raise ValueError(
+            "--eval-size sets the task's held-out size, which --split train does not score; "
+            "to score fewer training examples set --task-opt train_size=N"
+        )
     model = flags.get("model") or run_config.nest(toml).get("model", {}).get("name")
     model = model or run_config.ModelSection().name
     layers: list[dict[str, Any] | None] = []

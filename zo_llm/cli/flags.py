@@ -77,28 +77,21 @@ def _scalar_type(annotation: Any) -> type:
 
 
 def flags_layer(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings the user typed, as a flat layer; component options merged with shortcuts.
+    """The settings the user typed, as a flat layer.
 
     Raises:
-      ValueError: for a malformed ``KEY=VALUE`` or a shortcut flag that
-        contradicts the same option given with ``--SECTION-opt``.
+      ValueError: for a malformed ``KEY=VALUE``, or a shortcut flag that
+        contradicts the option it sets (``--population 2 --strategy-opt population=4``).
     """
     layer = {name: getattr(args, name) for name in run_config.settings() if hasattr(args, name)}
     for component in COMPONENTS:
         pairs = getattr(args, f"{component}_opt", None)
-        options = parse_key_values(pairs or [], component)
-        for name, (section, _, _) in run_config.SHORTCUTS.items():
-            if section != component or not hasattr(args, name):
-                continue
-            value = getattr(args, name)
-            if name in options and str(options[name]) != str(value):
-                raise ValueError(
-                    f"--{name.replace('_', '-')} {value} contradicts --{component}-opt "
-                    f"{name}={options[name]}; give one of them"
-                )
-            options[name] = value
-        if options:
-            layer[f"{component}_options"] = options
+        if pairs:
+            layer[f"{component}_options"] = parse_key_values(pairs, component)
+    # shortcuts as flat keys: the config refuses one that contradicts its own option
+    shortcuts = [name for name in run_config.SHORTCUTS if hasattr(args, name)]
+    layer.update({name: getattr(args, name) for name in shortcuts})
+    run_config.nest(layer, where="flags")  # a bad key or a contradiction, named as flags
     return layer
 
 

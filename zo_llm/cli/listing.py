@@ -34,7 +34,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         listing["strategies"][strategy]["spaces"] = spaces
         for space in spaces:
             listing["parametrizations"][space].setdefault("strategies", []).append(strategy)
+    from ..evaluation import EVALUATORS
     from ..models.aliases import ALIASES
+
+    listing["evaluators"] = {
+        name: {"summary": _summary(EVALUATORS.get(name))} for name in EVALUATORS
+    }
 
     listing["models"] = {name: {"summary": alias.description} for name, alias in ALIASES.items()}
     if args.json:
@@ -56,11 +61,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe(entry: type) -> dict[str, Any]:
+def _summary(entry: type) -> str:
+    """The first line of an entry's docstring."""
     doc = (entry.__doc__ or "").strip().splitlines()
+    return doc[0] if doc else ""
+
+
+def _describe(entry: type) -> dict[str, Any]:
     kinds = getattr(entry, "supported_kinds", None) or getattr(entry, "kinds", None)
     return {
-        "summary": doc[0] if doc else "",
+        "summary": _summary(entry),
         "kinds": ",".join(sorted(kinds)) if kinds else "",
         "options": option_help(entry.config_class),
     }

@@ -48,8 +48,14 @@ class Evaluator(ABC):
 
     #: Lower is tried first by ``evaluator = "auto"``.
     preference: ClassVar[int] = 100
+    name: ClassVar[str] = "evaluator"  # set by the registry
 
     def __init__(self, space: Parametrization, generator: TextGenerator, task: Task) -> None:
+        if not self.supports(type(space)):
+            raise ValueError(
+                f"evaluator {self.name!r} cannot run space {type(space).__name__}; evaluators "
+                f"that can: {', '.join(_able(type(space)))}"
+            )
         self.space = space
         self.generator = generator
         self.task = task
@@ -80,18 +86,22 @@ def choose_evaluator(name: str, space: type[Parametrization]) -> type[Evaluator]
       ValueError: for an unknown name, or one that cannot run ``space``.
     """
     if name == AUTO:
-        fitting = [
-            EVALUATORS.get(n) for n in EVALUATORS.names() if EVALUATORS.get(n).supports(space)
-        ]
+        fitting = [EVALUATORS.get(n) for n in _able(space)]
+        if not fitting:
+            raise ValueError(f"no registered evaluator can run space {space.__name__}")
         return min(fitting, key=lambda cls: cls.preference)
     cls = EVALUATORS.get(name)
     if not cls.supports(space):
-        able = [n for n in EVALUATORS.names() if EVALUATORS.get(n).supports(space)]
         raise ValueError(
             f"evaluator {name!r} cannot run space {space.__name__}; evaluators that can: "
-            f'{", ".join(able)} (or evaluator = "auto")'
+            f'{", ".join(_able(space))} (or evaluator = "auto")'
         )
     return cls
+
+
+def _able(space: type[Parametrization]) -> list[str]:
+    """The registered evaluators that can run ``space``."""
+    return [n for n in EVALUATORS.names() if EVALUATORS.get(n).supports(space)]
 
 
 def score(task: Task, examples: Sequence[Example], completions: Sequence[str]) -> list[float]:
