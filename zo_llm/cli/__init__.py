@@ -47,7 +47,3 @@ def quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,14 +6,16 @@ functions (which generate text) are imported on first use.
 """
 
 from ..lazy import lazy_exports
-from . import sequential  # noqa: F401 -- registers the sequential evaluator
+from . import batched, sequential  # noqa: F401 -- register the evaluators
 from .base import EVALUATORS, Evaluator, choose_evaluator, evaluate_candidates, score
+from .batched import BatchedEvaluator
 from .sequential import SequentialEvaluator
 
 _EXPORTS = {name: "heldout" for name in ("evaluate_heldout", "evaluate_sampled", "evaluate_task")}
 
 __all__ = [
     "EVALUATORS",
+    "BatchedEvaluator",
     "Evaluator",
     "SequentialEvaluator",
     "choose_evaluator",

@@ -22,11 +22,14 @@ import itertools
 import logging
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, TypeVar
+
+import numpy as np
 
 from ..iteration import Scores
 from ..registry import Registry
+from ..tasks.base import mean_finite
 
 if TYPE_CHECKING:
     from ..models.generation import TextGenerator
@@ -120,6 +123,31 @@ def score(task: Task, examples: Sequence[Example], completions: Sequence[str]) -
     return rewards
 
 
+def around_offsets(
+    space: Parametrization, candidates: Sequence[AnyCandidate]
+) -> Iterator[list[AnyCandidate]]:
+    """Runs of consecutive candidates sharing an offset, the space shifted to it meanwhile.
+
+    Each run is yielded with the space at its offset (restored exactly when
+    the caller asks for the next run); an empty offset moves nothing.
+    """
+    for offset, group in itertools.groupby(candidates, key=lambda candidate: candidate.offset):
+        with space.shifted(offset) if offset else contextlib.nullcontext():
+            yield list(group)
+
+
+def score_members(
+    task: Task, examples: Sequence[Example], completions: Sequence[Sequence[str]]
+) -> Scores:
+    """Each member's mean finite reward over its completions of ``examples``, and failures."""
+    rewards, failures = [], 0
+    for member in completions:
+        values = score(task, examples, member)
+        failures += sum(1 for v in values if math.isnan(v))
+        rewards.append(mean_finite(values))
+    return Scores(np.asarray(rewards, dtype=np.float64), failures)
+
+
 _warned: set[str] = set()
 
 
@@ -142,9 +170,8 @@ def evaluate_candidates(
     evaluation loop goes through here, so none forgets the offset.
     """
     results: list[T] = []
-    for offset, group in itertools.groupby(candidates, key=lambda candidate: candidate.offset):
-        with space.shifted(offset) if offset else contextlib.nullcontext():
-            for candidate in group:
-                with candidate.applied_to(space):
-                    results.append(score_one())
+    for group in around_offsets(space, candidates):
+        for candidate in group:
+            with candidate.applied_to(space):
+                results.append(score_one())
     return results

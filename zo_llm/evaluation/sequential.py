@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ..iteration import Scores
-from ..tasks.base import Example, mean_finite
-from .base import EVALUATORS, Evaluator, evaluate_candidates, score
+from ..tasks.base import Example
+from .base import EVALUATORS, Evaluator, evaluate_candidates, score_members
 
 if TYPE_CHECKING:
     from ..strategies.base import AnyCandidate
@@ -34,9 +31,4 @@ class SequentialEvaluator(Evaluator):
         generations = evaluate_candidates(
             self.space, candidates, lambda: self.generator.generate(encoded)
         )
-        rewards, failures = [], 0
-        for completions in generations:  # scored with the space restored, in member order
-            values = score(self.task, examples, completions)
-            failures += sum(1 for v in values if math.isnan(v))
-            rewards.append(mean_finite(values))
-        return Scores(np.asarray(rewards, dtype=np.float64), failures)
+        return score_members(self.task, examples, generations)

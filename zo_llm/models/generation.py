@@ -7,7 +7,10 @@ training: then every difference between members comes from their parameters.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -78,13 +81,25 @@ class TextGenerator:
         return encoded
 
     @torch.no_grad()
-    def generate(self, encoded: Sequence[list[int]]) -> list[str]:
-        """Decoded completions, in the order of ``encoded``."""
+    def generate(
+        self,
+        encoded: Sequence[list[int]],
+        around_batch: Callable[[list[int]], AbstractContextManager[Any]] | None = None,
+    ) -> list[str]:
+        """Decoded completions, in the order of ``encoded``.
+
+        Rows are generated in batches of at most ``batch_size``, shortest
+        prompts first (less padding). ``around_batch(rows)``, if given, is
+        entered around each batch with the indices (into ``encoded``) of its
+        rows, in the order of the batch: a batched evaluator uses it to tell
+        the space which member each row belongs to.
+        """
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         completions: list[str] = [""] * len(encoded)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            texts = self._generate_batch([encoded[i] for i in batch])
+            with around_batch(batch) if around_batch else contextlib.nullcontext():
+                texts = self._generate_batch([encoded[i] for i in batch])
             for index, text in zip(batch, texts, strict=True):
                 completions[index] = text
         return completions

@@ -3,6 +3,7 @@
 from .base import PARAMETRIZATIONS, SEEDED, VECTOR, Parametrization
 from .full import FullConfig, FullWeights
 from .lora import LoraSpace, LoraSpaceConfig
+from .lowrank import LowRankConfig, LowRankWeights
 from .svd import SVDConfig, SVDSpace
 from .tensor import TensorConfig, TensorSpace
 
@@ -13,6 +14,8 @@ __all__ = [
     "FullConfig",
     "FullWeights",
     "LoraSpace",
+    "LowRankConfig",
+    "LowRankWeights",
     "LoraSpaceConfig",
     "Parametrization",
     "SVDConfig",

@@ -57,13 +57,18 @@ class FullConfig:
             raise ValueError(
                 f"noise={self.noise!r} is not valid; use one of: {', '.join(NOISE_MODES)}"
             )
-        for pattern in (*self.include, *self.exclude):
-            try:
-                re.compile(pattern)
-            except re.error as error:
-                raise ValueError(
-                    f"include/exclude pattern {pattern!r} is not a regex: {error}"
-                ) from None
+        check_patterns((*self.include, *self.exclude))
+
+
+def check_patterns(patterns: tuple[str, ...]) -> None:
+    """Refuses an ``include``/``exclude`` entry that is not a regex, naming it."""
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(
+                f"include/exclude pattern {pattern!r} is not a regex: {error}"
+            ) from None
 
 
 @dataclass
