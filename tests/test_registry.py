@@ -24,7 +24,7 @@ def test_unknown_name_lists_known_names():
     with pytest.raises(UnknownNameError, match="unknown strategy 'nope'; known strategy names: "):
         zo_llm.STRATEGIES.get("nope")
     with pytest.raises(
-        UnknownNameError, match="known parametrization names: full, lora, svd, tensor"
+        UnknownNameError, match="known parametrization names: full, lora, lowrank, svd, tensor"
     ):
         zo_llm.PARAMETRIZATIONS.get("nope")
     with pytest.raises(ValueError):  # also a ValueError, for callers that catch those
