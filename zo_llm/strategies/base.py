@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..config import same_value
 from ..lazy import torch
 from ..parametrizations.base import PARAMETRIZATIONS, SEEDED, Parametrization, SeededPairs
 from ..parametrizations.noise import fold_in
@@ -218,7 +219,7 @@ class Strategy(ABC):
                 )
             value = equivalent.convert(translated.pop(generic))
             own = equivalent.option
-            if own in options and not _same_value(options[own], value):
+            if own in options and not same_value(options[own], value):
                 raise ValueError(
                     f"strategy {cls.name!r} got {generic}={options[generic]!r} (its "
                     f"{own}={value!r}) and {own}={options[own]!r}; give one of them"
@@ -298,14 +299,6 @@ class Strategy(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generation = int(state["generation"])
         self.seed = int(state["seed"])
-
-
-def _same_value(given: Any, value: Any) -> bool:
-    """Equal as given or as numbers: the command line gives ``"2"`` for 2."""
-    try:
-        return given == value or float(given) == float(value)
-    except (TypeError, ValueError):
-        return False
 
 
 def spaces_searched_by(kinds: Iterable[str]) -> list[str]:
