@@ -132,6 +132,20 @@ def test_every_setting_has_one_flag_and_a_default_written_once():
     assert not hasattr(args, "iterations")  # untyped flags override nothing
 
 
+def tiny_run(tokenizer, **settings):
+    """A few-hundredths-of-a-second run on a fresh tiny model and the char task."""
+    return zo_llm.train(
+        model=tiny_model(len(tokenizer)),
+        tokenizer=tokenizer,
+        task=make_char_task(),
+        batch_size=2,
+        max_new_tokens=4,
+        strategy_options={"population": 4, "sigma": 0.05, "lr": 0.1},
+        progress=False,
+        **settings,
+    )
+
+
 def test_a_hook_from_python_sees_each_iteration_and_can_stop_the_run(tokenizer, tmp_path):
     seen = []
 
@@ -139,17 +153,8 @@ def test_a_hook_from_python_sees_each_iteration_and_can_stop_the_run(tokenizer, 
         seen.append(record)
         return record["iteration"] == 2
 
-    experiment = zo_llm.train(
-        model=tiny_model(len(tokenizer)),
-        tokenizer=tokenizer,
-        task=make_char_task(),
-        iterations=5,
-        batch_size=2,
-        max_new_tokens=4,
-        strategy_options={"population": 4, "sigma": 0.05, "lr": 0.1},
-        progress=False,
-        out=str(tmp_path / "run"),
-        hooks=[stop_after_two],
+    experiment = tiny_run(
+        tokenizer, iterations=5, out=str(tmp_path / "run"), hooks=[stop_after_two]
     )
     train = [r for r in experiment.records if r["type"] == "train"]
     assert seen == train and [r["iteration"] for r in seen] == [1, 2]
@@ -163,18 +168,7 @@ def test_wandb_logs_every_record_offline(tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     run = tmp_path / "run"
-    zo_llm.train(
-        model=tiny_model(len(tokenizer)),
-        tokenizer=tokenizer,
-        task=make_char_task(),
-        iterations=2,
-        batch_size=2,
-        max_new_tokens=4,
-        strategy_options={"population": 4, "sigma": 0.05, "lr": 0.1},
-        progress=False,
-        wandb_project="zo-llm-test",
-        out=str(run),
-    )
+    tiny_run(tokenizer, iterations=2, wandb_project="zo-llm-test", out=str(run))
     run_id = (run / "wandb_id").read_text()
     (logged,) = (run / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")
     data = logged.read_bytes()
@@ -227,9 +221,7 @@ def test_hooks_all_start_before_the_first_record(tokenizer):
         def on_record(self, run, record):
             events.append(record["type"])
 
-    zo_llm.train(model=tiny_model(len(tokenizer)), tokenizer=tokenizer, task=make_char_task(),
-                 iterations=1, batch_size=2, max_new_tokens=4, progress=False,
-                 strategy_options={"population": 2}, hooks=[Watcher()])  # fmt: skip
+    tiny_run(tokenizer, iterations=1, hooks=[Watcher()])
     assert events == ["start", "eval", "train", "eval"]
 
 

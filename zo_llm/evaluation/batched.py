@@ -3,9 +3,10 @@
 For spaces that can add each member's perturbation next to the shared base
 weights (``supports_batched``, e.g. ``lowrank``), members x prompts become
 the rows of batched generation, split only by the row budget
-(``--generation-batch-size``); the space is told which member each row of a
-forward pass belongs to (:meth:`rows_as_members`), so no member's weights are
-ever materialised. Candidates sharing an offset (ESSAM's second round) are
+(``--generation-batch-size``); the space prepares the members' factors once
+(:meth:`member_factors`) and is told which member each row of a forward pass
+belongs to (:meth:`rows_as_members`), so no member's weights are ever
+materialised. Candidates sharing an offset (ESSAM's second round) are
 evaluated around it, shifted once.
 """
 
@@ -49,10 +50,11 @@ class BatchedEvaluator(Evaluator):
         prompts = len(encoded)
         rows = [ids for _ in members for ids in encoded]
         owner = [row // prompts for row in range(len(rows))]
+        factors = self.space.member_factors(members)  # once for all the batches of rows
         texts = self.generator.generate(
             rows,
             around_batch=lambda batch: self.space.rows_as_members(
-                members, [owner[row] for row in batch]
+                factors, [owner[row] for row in batch]
             ),
         )
         return [texts[m * prompts : (m + 1) * prompts] for m in range(len(members))]

@@ -161,31 +161,43 @@ class LowRankWeights(FullWeights):
 
     # --- members as rows ----------------------------------------------------
 
+    @no_grad
+    def member_factors(self, candidates: Sequence[Any]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per searched matrix, the members' ``(scale / sqrt r) A_n`` and ``B_n``, stacked.
+
+        Shapes (N, out, r) and (N, in, r), in the weights' dtype. Generated
+        once per population and shared by all its batches of rows
+        (:meth:`rows_as_members`). ``candidates`` are seeded (seed, scale) members.
+        """
+        factors = []
+        for target in self._targets:
+            dtype, device = target.param.dtype, target.param.device
+            pairs = [self.factors(c.seed, target) for c in candidates]
+            scales = torch.tensor(
+                [c.scale / math.sqrt(self.config.rank) for c in candidates],
+                device=device,
+                dtype=dtype,
+            )
+            a = torch.stack([a for a, _ in pairs]).to(dtype) * scales[:, None, None]
+            factors.append((a, torch.stack([b for _, b in pairs]).to(dtype)))
+        return factors
+
     @contextlib.contextmanager
-    def rows_as_members(self, candidates: Sequence[Any], rows: Sequence[int]) -> Iterator[None]:
-        """Inside the block, row i of every forward pass is member ``candidates[rows[i]]``.
+    def rows_as_members(
+        self, factors: list[tuple[torch.Tensor, torch.Tensor]], rows: Sequence[int]
+    ) -> Iterator[None]:
+        """Inside the block, row i of every forward pass is member ``rows[i]`` of ``factors``.
 
         Each searched linear layer adds ``(scale / sqrt r) (x B_n) A_n^T`` to the
         rows of member n, next to the unchanged base weights; the weights are
-        not touched. ``candidates`` are seeded (seed, scale) members.
+        not touched. ``factors`` come from :meth:`member_factors`.
         """
-        device = self._targets[0].param.device
-        members = torch.tensor(list(rows), device=device)
+        members = torch.tensor(list(rows), device=self._targets[0].param.device)
         handles = []
         try:
-            for target in self._targets:
-                module = self._modules[target.name]
-                dtype = target.param.dtype
-                pairs = [self.factors(c.seed, target) for c in candidates]
-                scales = torch.tensor(
-                    [c.scale / math.sqrt(self.config.rank) for c in candidates],
-                    device=device,
-                    dtype=dtype,
-                )
-                a = torch.stack([a for a, _ in pairs]).to(dtype)[members]  # (rows, out, r)
-                b = torch.stack([b for _, b in pairs]).to(dtype)[members]  # (rows, in, r)
-                a = a * scales[members, None, None]
-                handles.append(module.register_forward_hook(_row_delta(a, b)))
+            for target, (a, b) in zip(self._targets, factors, strict=True):
+                hook = _row_delta(a[members], b[members])  # (rows, out, r), (rows, in, r)
+                handles.append(self._modules[target.name].register_forward_hook(hook))
             yield
         finally:
             for handle in handles:
