@@ -11,9 +11,7 @@ from conftest import make_char_task, run_numbers, tiny_model
 
 import zo_llm
 from zo_llm.evaluation import BatchedEvaluator, SequentialEvaluator, choose_evaluator
-from zo_llm.models.generation import TextGenerator
 from zo_llm.parametrizations import FullWeights, LowRankConfig, LowRankWeights
-from zo_llm.strategies import Candidate
 
 
 def bound(model, **options) -> LowRankWeights:
@@ -78,47 +76,6 @@ def test_auto_picks_the_batched_evaluator_where_the_space_supports_it():
     assert choose_evaluator("auto", FullWeights) is SequentialEvaluator
     with pytest.raises(ValueError, match="evaluator 'batched' cannot run space FullWeights"):
         choose_evaluator("batched", FullWeights)
-
-
-def candidates_of_every_kind() -> list[Candidate]:
-    """Plain members, an antithetic pair, and members around an offset (ESSAM's round 2)."""
-    offset = ((11, 0.02), (12, -0.01))
-    return [
-        Candidate(1, 0.05),
-        Candidate(2, 0.05),
-        Candidate(2, -0.05),
-        Candidate(3, 0.05, offset),
-        Candidate(4, -0.05, offset),
-    ]
-
-
-def test_batched_and_sequential_evaluation_agree_in_float64(tokenizer):
-    """Members as rows of one batch over shared weights: the same completions and rewards."""
-    task = make_char_task("1")
-    examples = list(task.examples("train"))[:6]
-    results = {}
-    for evaluator_class in (SequentialEvaluator, BatchedEvaluator):
-        model = tiny_model(len(tokenizer), seed=3, dtype=torch.float64)
-        space = bound(model, rank=2)
-        generator = TextGenerator(model, tokenizer, max_new_tokens=12, batch_size=4)
-        evaluator = evaluator_class(space, generator, task)
-        completions = []
-        original = generator.generate
-
-        def recording(encoded, around_batch=None, original=original, seen=completions):
-            texts = original(encoded, around_batch)
-            seen.append(texts)
-            return texts
-
-        generator.generate = recording
-        encoded = generator.encode([task.prompt(e) for e in examples])
-        scores = evaluator.evaluate(candidates_of_every_kind(), examples, encoded)
-        results[evaluator_class] = (scores.rewards.tolist(), sum(completions, []))
-        assert all(torch.equal(p, q) for p, q in zip(model.parameters(), tiny_model(
-            len(tokenizer), seed=3, dtype=torch.float64).parameters()))  # fmt: skip
-    (sequential, seq_texts), (batched, batch_texts) = results.values()
-    assert batched == sequential and len(set(sequential)) > 1  # rewards differ between members
-    assert batch_texts == seq_texts
 
 
 def test_lowrank_runs_and_resumes_bit_identically(tokenizer, tmp_path):

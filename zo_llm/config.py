@@ -72,7 +72,9 @@ class ModelSection:
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda or cuda:N"))
     threads: int | None = field(default=None, metadata=_help("torch CPU threads (None: torch's)"))
     max_new_tokens: int = field(default=64, metadata=_help("tokens generated per prompt"))
-    generation_batch_size: int = field(default=32, metadata=_help("prompts per forward batch"))
+    generation_batch_size: int = field(
+        default=32, metadata=_help("rows per forward batch (batched evaluator: members x prompts)")
+    )
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:

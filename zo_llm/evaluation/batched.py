@@ -1,11 +1,12 @@
 """The batched evaluator: the whole population as rows of one ``generate``.
 
 For spaces that can add each member's perturbation next to the shared base
-weights (``supports_batched``, e.g. ``lowrank``), members x prompts become
-the rows of batched generation, split only by the row budget
-(``--generation-batch-size``); the space prepares the members' factors once
-(:meth:`member_factors`) and is told which member each row of a forward pass
-belongs to (:meth:`rows_as_members`), so no member's weights are ever
+weights (``supports_batched``: ``lowrank``, ``lora``, ``svd``, ``tensor``),
+members x prompts become the rows of batched generation, split only by the
+row budget (``--generation-batch-size``), each member's rows a block
+(:meth:`TextGenerator.generate_blocks`); the space prepares the members once
+per population (:meth:`member_batch`) and is told which members a forward's
+blocks belong to (:meth:`rows_as_members`), so no member's weights are ever
 materialised. Candidates sharing an offset (ESSAM's second round) are
 evaluated around it, shifted once.
 """
@@ -32,7 +33,7 @@ class BatchedEvaluator(Evaluator):
 
     @classmethod
     def supports(cls, space: type[Parametrization]) -> bool:
-        return bool(getattr(space, "supports_batched", False))
+        return space.supports_batched
 
     def evaluate(
         self,
@@ -46,15 +47,10 @@ class BatchedEvaluator(Evaluator):
         return score_members(self.task, examples, completions)
 
     def _generate(self, members: list[AnyCandidate], encoded: list[list[int]]) -> list[list[str]]:
-        """Each member's completions of ``encoded``; rows are (member, prompt), member-major."""
-        prompts = len(encoded)
-        rows = [ids for _ in members for ids in encoded]
-        owner = [row // prompts for row in range(len(rows))]
-        factors = self.space.member_factors(members)  # once for all the batches of rows
-        texts = self.generator.generate(
-            rows,
-            around_batch=lambda batch: self.space.rows_as_members(
-                factors, [owner[row] for row in batch]
-            ),
+        """Each member's completions of ``encoded``, members as blocks of rows of shared batches."""
+        batch = self.space.member_batch(members)  # once for all the batches of rows
+        return self.generator.generate_blocks(
+            encoded,
+            len(members),
+            around_batch=lambda chosen: self.space.rows_as_members(batch, chosen),
         )
-        return [texts[m * prompts : (m + 1) * prompts] for m in range(len(members))]

@@ -8,7 +8,7 @@ training: then every difference between members comes from their parameters.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -80,29 +80,63 @@ class TextGenerator:
             encoded.append(self.tokenizer(text, add_special_tokens=not rendered)["input_ids"])
         return encoded
 
-    @torch.no_grad()
-    def generate(
-        self,
-        encoded: Sequence[list[int]],
-        around_batch: Callable[[list[int]], AbstractContextManager[Any]] | None = None,
-    ) -> list[str]:
+    def generate(self, encoded: Sequence[list[int]]) -> list[str]:
         """Decoded completions, in the order of ``encoded``.
 
         Rows are generated in batches of at most ``batch_size``, shortest
-        prompts first (less padding). ``around_batch(rows)``, if given, is
-        entered around each batch with the indices (into ``encoded``) of its
-        rows, in the order of the batch: a batched evaluator uses it to tell
-        the space which member each row belongs to.
+        prompts first (less padding).
+        """
+        return self.generate_blocks(encoded, 1)[0]
+
+    @torch.no_grad()
+    def generate_blocks(
+        self,
+        encoded: Sequence[list[int]],
+        blocks: int,
+        around_batch: Callable[[range], AbstractContextManager[Any]] | None = None,
+    ) -> list[list[str]]:
+        """``blocks`` sets of completions of ``encoded``, as rows of shared batches.
+
+        Why blocks: a batched evaluator runs every member of a population on
+        the same prompts, and a member's rows must sit together so that its
+        own low-rank terms are one batched matmul per layer (not a gather per
+        row). Each batch holds whole blocks: ``k`` consecutive blocks times the
+        same prompts, block-major, with ``k`` as large as ``batch_size`` rows
+        allow (spread evenly over the batches); when the prompts alone exceed
+        ``batch_size`` a batch is one block's share of them. Prompts are
+        sorted by length the same way in every block. ``around_batch(range)``,
+        if given, is entered around each batch with the blocks it holds.
+
+        Returns:
+          ``completions[block][prompt]``, in the order of ``encoded``.
         """
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        completions: list[str] = [""] * len(encoded)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            with around_batch(batch) if around_batch else contextlib.nullcontext():
-                texts = self._generate_batch([encoded[i] for i in batch])
-            for index, text in zip(batch, texts, strict=True):
-                completions[index] = text
+        completions = [[""] * len(encoded) for _ in range(blocks)]
+        for members, prompts in self._batches(len(order), blocks):
+            rows = [encoded[i] for i in order[prompts.start : prompts.stop]]
+            with around_batch(members) if around_batch else contextlib.nullcontext():
+                texts = self._generate_batch(rows * len(members))
+            positions = order[prompts.start : prompts.stop]
+            for offset, block in enumerate(members):
+                block_texts = texts[offset * len(rows) : (offset + 1) * len(rows)]
+                for index, text in zip(positions, block_texts, strict=True):
+                    completions[block][index] = text
         return completions
+
+    def _batches(self, prompts: int, blocks: int) -> Iterator[tuple[range, range]]:
+        """(blocks, prompt positions) of each batch, at most ``batch_size`` rows each."""
+        if prompts == 0:
+            return
+        if prompts > self.batch_size:
+            for block in range(blocks):
+                for start in range(0, prompts, self.batch_size):
+                    end = min(start + self.batch_size, prompts)
+                    yield range(block, block + 1), range(start, end)
+            return
+        per_batch = self.batch_size // prompts
+        batches = -(-blocks // per_batch)
+        for index in range(batches):
+            yield range(blocks * index // batches, blocks * (index + 1) // batches), range(prompts)
 
     def _generate_batch(self, batch: list[list[int]]) -> list[str]:
         width = max(len(ids) for ids in batch)

@@ -151,6 +151,31 @@ class Parametrization(ABC):
         finally:
             self.set_vector(saved)
 
+    # batched evaluation --------------------------------------------------
+
+    #: Whether members can run as rows of one batch over the shared weights
+    #: (:meth:`member_batch`, :meth:`rows_as_members`): the batched evaluator's need.
+    supports_batched: ClassVar[bool] = False
+
+    def member_batch(self, candidates: Sequence[Any]) -> Any:
+        """What :meth:`rows_as_members` needs of ``candidates``, prepared once per population.
+
+        Each member is taken around the space's current point (shifted, if
+        the caller shifted it), as :meth:`perturb` or :meth:`set_vector`
+        would place it; nothing is moved.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot run members as rows of a batch")
+
+    def rows_as_members(self, batch: Any, members: range) -> contextlib.AbstractContextManager:
+        """Inside the block, every forward pass runs ``members`` of ``batch`` side by side.
+
+        The rows of each forward are ``len(members)`` equal blocks of
+        consecutive rows, block i belonging to member ``members[i]``; each
+        block sees its member's weights while the model's own are not
+        touched (a member's terms are added next to the shared weights).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot run members as rows of a batch")
+
     # persistence ---------------------------------------------------------
 
     @abstractmethod
@@ -164,6 +189,11 @@ class Parametrization(ABC):
     @abstractmethod
     def save_pretrained(self, path: str | Path) -> None:
         """Writes a folder that plain transformers (or peft) loads."""
+
+
+def candidate_vector(candidate: Any) -> torch.Tensor | None:
+    """A vector candidate's explicit point, or None for a seeded (seed, scale) candidate."""
+    return getattr(candidate, "vector", None)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ perturbations on top of it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,6 +246,27 @@ class FullWeights(Parametrization):
                 new.mul_(1.0 - decay)
             view.copy_(new.add_(step))
         self._history.append({"update": [list(pair) for pair in update], "decay": float(decay)})
+
+    @no_grad
+    def member_tensors(self, candidates: Sequence[Any]) -> list[torch.Tensor]:
+        """Per searched tensor, the seeded members' values stacked (N, *shape).
+
+        Each value is what :meth:`perturb` would make the tensor, around the
+        current point; nothing is moved. For spaces of small tensors (LoRA
+        factors) whose members run as rows of a batch.
+        """
+        stacked = []
+        for target in self._targets:
+            flat = target.flat()
+            members = []
+            for candidate in candidates:
+                value = flat.clone()
+                for index, (start, end) in enumerate(target.chunks):
+                    noise = self._combination([(candidate.seed, candidate.scale)], target, index)
+                    value[start:end].add_(noise)
+                members.append(value.view(target.param.shape))
+            stacked.append(torch.stack(members))
+        return stacked
 
     def noise_tensors(self, seed: int) -> dict[str, torch.Tensor]:
         """The full fp32 noise ``eps(seed)`` per searched tensor (for tests and analysis)."""

@@ -27,17 +27,20 @@ Files. :meth:`LoraSpace.save_pretrained` writes the merged model (plain
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..lazy import no_grad, torch
-from .base import PARAMETRIZATIONS, SEEDED, VECTOR
+from .base import PARAMETRIZATIONS, SEEDED, VECTOR, candidate_vector
 from .delegate import DelegatingSpace
 from .full import FullConfig, FullWeights
 from .noise import fold_in, name_key
+from .rows import add_block_products, forward_hooks
 
 #: The attention and MLP projections of Llama-like models (Llama, Mistral, Qwen, SmolLM).
 LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -65,6 +68,26 @@ class LoraSpaceConfig:
             raise ValueError(f"rank={self.rank} must be >= 1")
         if not self.alpha > 0:
             raise ValueError(f"alpha={self.alpha} must be positive")
+
+
+@dataclass
+class _LayerMembers:
+    """The members' factors of one adapted layer, transposed for ``bmm``."""
+
+    layer: torch.nn.Module
+    a_t: torch.Tensor  # (members, in, r)
+    b_t: torch.Tensor  # (members, r, out)
+    scaling: float
+
+
+def _block_adapter(a_t: torch.Tensor, b_t: torch.Tensor, scaling: float):
+    """A forward hook adding each member block's ``((x A_n^T) B_n^T) * scaling``, as peft does."""
+
+    def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor):
+        del module
+        return add_block_products(output, inputs[0], a_t, b_t, scaling).to(output.dtype)
+
+    return hook
 
 
 @PARAMETRIZATIONS.register("lora")
@@ -175,6 +198,63 @@ class LoraSpace(DelegatingSpace):
         for _, param in self.adapter_parameters():
             param.view(-1).copy_(vector[start : start + param.numel()])
             start += param.numel()
+
+    # batched evaluation: each member block through its own factors, next to W
+
+    supports_batched = True
+
+    @no_grad
+    def member_batch(self, candidates: Sequence[Any]) -> list[_LayerMembers]:
+        """Per adapted layer, the members' ``A_n^T`` (N, in, r) and ``B_n^T`` (N, r, out).
+
+        Seeded members are what :meth:`perturb` would make the factors; vector
+        members are cut from their vectors in parameter order.
+        """
+        names = [name for name, _ in self.adapter_parameters()]
+        if candidate_vector(candidates[0]) is None:
+            values = self.inner.member_tensors(candidates)
+        else:
+            vectors = torch.stack([torch.as_tensor(candidate_vector(c)) for c in candidates])
+            sizes = [param.numel() for _, param in self.adapter_parameters()]
+            values = [
+                part.reshape(len(candidates), *param.shape).to(param.dtype)
+                for part, (_, param) in zip(
+                    vectors.split(sizes, dim=1), self.adapter_parameters(), strict=True
+                )
+            ]
+        by_name = dict(zip(names, values, strict=True))
+        return [
+            _LayerMembers(
+                layer,
+                by_name[f"{prefix}.lora_A.{adapter}.weight"].transpose(1, 2).contiguous(),
+                by_name[f"{prefix}.lora_B.{adapter}.weight"].transpose(1, 2).contiguous(),
+                float(layer.scaling[adapter]),
+            )
+            for prefix, layer, adapter in self._adapted_layers()
+        ]
+
+    def rows_as_members(
+        self, batch: list[_LayerMembers], members: range
+    ) -> contextlib.AbstractContextManager:
+        """peft's own adapter term is switched off; each layer adds its blocks' terms instead."""
+        chosen = slice(members.start, members.stop)
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.peft_model.disable_adapter())
+        stack.enter_context(
+            forward_hooks(
+                (m.layer, _block_adapter(m.a_t[chosen], m.b_t[chosen], m.scaling)) for m in batch
+            )
+        )
+        return stack
+
+    def _adapted_layers(self) -> list[tuple[str, torch.nn.Module, str]]:
+        """``(name, peft LoRA layer, adapter name)`` of every adapted layer, in model order."""
+        return [
+            (name, module, adapter)
+            for name, module in self.model.named_modules()
+            if hasattr(module, "lora_A") and hasattr(module, "base_layer")
+            for adapter in module.lora_A
+        ]
 
     # persistence
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ from ..lazy import no_grad, torch
 from .base import PARAMETRIZATIONS, SeededUpdate
 from .full import FullWeights, _Target, check_patterns
 from .noise import chunk_noise, name_key
+from .rows import add_block_products, forward_hooks
 
 #: Noise streams of a matrix's factors: chunk index 0 draws A, 1 draws B.
 _A, _B = 0, 1
@@ -162,12 +163,12 @@ class LowRankWeights(FullWeights):
     # --- members as rows ----------------------------------------------------
 
     @no_grad
-    def member_factors(self, candidates: Sequence[Any]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per searched matrix, the members' ``(scale / sqrt r) A_n`` and ``B_n``, stacked.
+    def member_batch(self, candidates: Sequence[Any]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per searched matrix, the members' ``B_n`` and ``(scale / sqrt r) A_n^T``, stacked.
 
-        Shapes (N, out, r) and (N, in, r), in the weights' dtype. Generated
-        once per population and shared by all its batches of rows
-        (:meth:`rows_as_members`). ``candidates`` are seeded (seed, scale) members.
+        Shapes (N, in, r) and (N, r, out), in the weights' dtype, generated
+        once per population and shared by all its batches of rows.
+        ``candidates`` are seeded (seed, scale) members.
         """
         factors = []
         for target in self._targets:
@@ -178,38 +179,27 @@ class LowRankWeights(FullWeights):
                 device=device,
                 dtype=dtype,
             )
-            a = torch.stack([a for a, _ in pairs]).to(dtype) * scales[:, None, None]
-            factors.append((a, torch.stack([b for _, b in pairs]).to(dtype)))
+            b = torch.stack([b for _, b in pairs]).to(dtype)
+            a = torch.stack([a.T for a, _ in pairs]).to(dtype) * scales[:, None, None]
+            factors.append((b, a))
         return factors
 
-    @contextlib.contextmanager
     def rows_as_members(
-        self, factors: list[tuple[torch.Tensor, torch.Tensor]], rows: Sequence[int]
-    ) -> Iterator[None]:
-        """Inside the block, row i of every forward pass is member ``rows[i]`` of ``factors``.
-
-        Each searched linear layer adds ``(scale / sqrt r) (x B_n) A_n^T`` to the
-        rows of member n, next to the unchanged base weights; the weights are
-        not touched. ``factors`` come from :meth:`member_factors`.
-        """
-        members = torch.tensor(list(rows), device=self._targets[0].param.device)
-        handles = []
-        try:
-            for target, (a, b) in zip(self._targets, factors, strict=True):
-                hook = _row_delta(a[members], b[members])  # (rows, out, r), (rows, in, r)
-                handles.append(self._modules[target.name].register_forward_hook(hook))
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
+        self, batch: list[tuple[torch.Tensor, torch.Tensor]], members: range
+    ) -> contextlib.AbstractContextManager:
+        """Each searched linear layer adds its block's ``(scale / sqrt r) (x B_n) A_n^T``."""
+        chosen = slice(members.start, members.stop)
+        return forward_hooks(
+            (self._modules[target.name], _block_delta(b[chosen], a[chosen]))
+            for target, (b, a) in zip(self._targets, batch, strict=True)
+        )
 
 
-def _row_delta(a: torch.Tensor, b: torch.Tensor):
-    """A forward hook adding row i's ``(x_i B_i) A_i^T`` to the layer's output."""
+def _block_delta(b: torch.Tensor, a_t: torch.Tensor):
+    """A forward hook adding each member block's ``(x B_n) A_n^T`` to the layer's output."""
 
     def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor):
         del module
-        x = inputs[0]
-        return output + torch.bmm(torch.bmm(x, b), a.transpose(1, 2))
+        return add_block_products(output, inputs[0], b, a_t)
 
     return hook

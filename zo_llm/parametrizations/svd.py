@@ -27,8 +27,10 @@ through a :class:`TensorSpace`, so they share its noise and exact restore.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from ..lazy import no_grad, torch
 from .base import PARAMETRIZATIONS, SEEDED, VECTOR
 from .delegate import DelegatingSpace
 from .lora import ADAPTER_DIR, LLAMA_PROJECTIONS
+from .rows import as_blocks
 from .tensor import TensorSpace
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -82,7 +85,10 @@ class _Matrix:
     s0: torch.Tensor  # r, fp32
     vt: torch.Tensor  # r x in, model dtype
     v: torch.Tensor  # r, a view into the searched vector
+    span: slice  # where v sits in the searched vector
     lora: tuple[torch.Tensor, torch.Tensor, float] | None = None  # (A, B, scaling) of the adapter
+    #: While members run as row blocks: each block's ``s0 * v_n`` (members, r), else None.
+    block_offsets: torch.Tensor | None = None
 
     def offsets(self) -> torch.Tensor:
         """``s - s0 = s0 * v``, the singular-value change, fp32."""
@@ -93,7 +99,13 @@ class _Matrix:
         return (self.u.float() * self.offsets()) @ self.vt.float()
 
     def hook(self, module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        scaled = (inputs[0] @ self.vt.T) * self.offsets().to(output.dtype)
+        x = inputs[0]
+        if self.block_offsets is None:
+            scaled = (x @ self.vt.T) * self.offsets().to(output.dtype)
+        else:  # each member block scales by its own offsets, in the same order of operations
+            offsets = self.block_offsets.to(output.dtype)
+            blocks = as_blocks(x, len(offsets)) @ self.vt.T
+            scaled = (blocks * offsets[:, None, :]).view(*x.shape[:-1], -1)
         return output + scaled @ self.u.T
 
 
@@ -144,9 +156,9 @@ class SVDSpace(DelegatingSpace):
         vector = self._inner._x  # the hooks read views of the searched vector itself
         for name, module, u, s, vt, lora in factors:
             dtype = module.weight.dtype
-            view = vector[start : start + s.numel()]
+            span = slice(start, start + s.numel())
             start += s.numel()
-            matrix = _Matrix(name, module, u.to(dtype), s, vt.to(dtype), view, lora)
+            matrix = _Matrix(name, module, u.to(dtype), s, vt.to(dtype), vector[span], span, lora)
             self._matrices.append(matrix)
             self._handles.append(module.register_forward_hook(matrix.hook))
 
@@ -231,6 +243,26 @@ class SVDSpace(DelegatingSpace):
     def singular_values(self) -> dict[str, torch.Tensor]:
         """The current searched singular values ``s0 * (1 + v)`` of each matrix."""
         return {m.name: m.s0 * (1 + m.v.float()) for m in self._matrices}
+
+    # batched evaluation: each member block's offsets in the hooks already in place
+
+    supports_batched = True
+
+    def member_batch(self, candidates: Sequence[Any]) -> torch.Tensor:
+        """The members' searched vectors ``v_n`` stacked (N, dim), from the inner vector space."""
+        return self.inner.member_batch(candidates)
+
+    @contextlib.contextmanager
+    def rows_as_members(self, batch: torch.Tensor, members: range) -> Iterator[None]:
+        """Each matrix's hook scales each member block by ``s0 * v_n`` instead of ``s0 * v``."""
+        vectors = batch[members.start : members.stop].float()
+        try:
+            for m in self._matrices:
+                m.block_offsets = m.s0 * vectors[:, m.span]
+            yield
+        finally:
+            for m in self._matrices:
+                m.block_offsets = None
 
     # persistence
 

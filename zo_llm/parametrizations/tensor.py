@@ -18,14 +18,23 @@ fit in memory twice (a whole model is the ``full`` space's job).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..lazy import no_grad, torch
-from .base import PARAMETRIZATIONS, SEEDED, VECTOR, Parametrization, SeededUpdate
+from .base import (
+    PARAMETRIZATIONS,
+    SEEDED,
+    VECTOR,
+    Parametrization,
+    SeededUpdate,
+    candidate_vector,
+)
 from .noise import chunk_bounds, chunk_noise, name_key
 
 VECTOR_FILE = "vector.safetensors"
@@ -225,6 +234,37 @@ class TensorSpace(Parametrization):
             raise ValueError(f"expected a vector of shape ({self.dim},), got {tuple(vector.shape)}")
         self._x.copy_(vector)
 
+    # batched evaluation --------------------------------------------------
+
+    supports_batched = True
+
+    @no_grad
+    def member_batch(self, candidates: Sequence[Any]) -> torch.Tensor:
+        """The members' vectors stacked (N, dim), each the point its candidate would set."""
+        x = self._x
+        rows = []
+        for candidate in candidates:
+            vector = candidate_vector(candidate)
+            if vector is None:  # seeded: what perturb() makes of the current point
+                rows.append(x + self._combination([(candidate.seed, candidate.scale)]).to(x.dtype))
+            else:
+                rows.append(torch.as_tensor(vector).to(device=x.device, dtype=x.dtype))
+        return torch.stack(rows)
+
+    def rows_as_members(
+        self, batch: torch.Tensor, members: range
+    ) -> contextlib.AbstractContextManager:
+        """Every module holding the searched parameter runs each member block with its vector.
+
+        Generic, because the parameter may play any role (a norm's scale, a
+        bias, a projection): the module's forward is called once per member
+        block, with the member's values copied into the parameter, and the
+        parameter's own values are copied back after each forward.
+        """
+        if self.model is None:
+            raise RuntimeError("rows_as_members() needs a space bound to a model parameter")
+        return _per_member_forwards(self.model, self._x, batch[members.start : members.stop])
+
     # persistence ---------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
@@ -252,3 +292,66 @@ class TensorSpace(Parametrization):
         from safetensors.torch import load_file
 
         return cls(x0=load_file(str(Path(path) / VECTOR_FILE))["vector"])
+
+
+@contextlib.contextmanager
+def _per_member_forwards(
+    model: torch.nn.Module, flat: torch.Tensor, vectors: torch.Tensor
+) -> Iterator[None]:
+    """Inside, the modules holding ``flat``'s parameter run each block with its own vector."""
+    owners = [
+        module
+        for module in model.modules()
+        if any(p.data_ptr() == flat.data_ptr() for p in module.parameters(recurse=False))
+    ]
+    saved = flat.clone()
+    own_forwards = [module.__dict__.get("forward") for module in owners]
+    try:
+        for module in owners:
+            module.forward = _forward_per_member(module.forward, flat, saved, vectors)
+        yield
+    finally:
+        for module, own in zip(owners, own_forwards, strict=True):
+            if own is None:
+                del module.forward  # back to the class's forward
+            else:
+                module.forward = own
+        flat.copy_(saved)
+
+
+def _forward_per_member(forward, flat: torch.Tensor, saved: torch.Tensor, vectors: torch.Tensor):
+    """``forward`` run on each member block with that member's values in ``flat``."""
+
+    @no_grad
+    def forward_per_member(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        rows, members = x.shape[0], len(vectors)
+        outputs = []
+        try:
+            for index, vector in enumerate(vectors):
+                flat.copy_(vector)
+                output = forward(*_block(index, members, rows, (x, *args)),
+                                 **_block(index, members, rows, kwargs))  # fmt: skip
+                if not torch.is_tensor(output):
+                    raise TypeError(
+                        f"batched evaluation of the tensor space needs a module returning one "
+                        f"tensor, got {type(output).__name__}; use --evaluator sequential"
+                    )
+                outputs.append(output)
+        finally:
+            flat.copy_(saved)
+        return torch.cat(outputs)
+
+    return forward_per_member
+
+
+def _block(index: int, members: int, rows: int, values: Any) -> Any:
+    """Member ``index``'s block of each tensor with ``rows`` leading rows in ``values``."""
+
+    def block(value: Any) -> Any:
+        if torch.is_tensor(value) and value.ndim and value.shape[0] == rows:
+            return value.chunk(members)[index]
+        return value
+
+    if isinstance(values, dict):
+        return {key: block(value) for key, value in values.items()}
+    return tuple(block(value) for value in values)
