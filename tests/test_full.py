@@ -197,3 +197,57 @@ def test_save_pretrained_loads_with_transformers(tmp_path, model):
     space.save_pretrained(tmp_path)
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert_bit_identical(loaded, snapshot(model))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_reperturb_moves_straight_to_the_next_member_and_restores_exactly(tokenizer, dtype):
+    model = tiny_model(len(tokenizer), dtype=dtype)
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    space, alone = FullWeights(), FullWeights()
+    space.bind(model)
+    alone.bind(tiny_model(len(tokenizer), dtype=dtype))
+    space.perturb(1, 0.01)
+    for seed, scale in [(1, -0.01), (2, 0.02), (5, 0.01), (5, -0.01)]:
+        space.reperturb(seed, scale)
+        with alone.perturbed(seed, scale):
+            for p, q in zip(model.parameters(), alone.model.parameters(), strict=True):
+                assert torch.equal(p, q)
+    space.unperturb()
+    for name, param in model.named_parameters():
+        assert torch.equal(param, before[name]), name
+
+
+def test_an_antithetic_pair_draws_its_noise_once_for_the_move_between_members(model):
+    space = FullWeights()
+    space.bind(model)
+    calls = []
+    noise = space._noise
+    space._noise = lambda seed, target, chunk: calls.append(seed) or noise(seed, target, chunk)
+    chunks = len(space._chunks())
+    space.perturb(3, 0.01)
+    space.reperturb(3, -0.01)  # the pair's second member: one draw per chunk, not two
+    assert len(calls) == 2 * chunks
+    space.reperturb(4, 0.01)  # a new seed: the old noise off, the new on
+    assert len(calls) == 4 * chunks
+    space.unperturb()
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_numbers_do_not_depend_on_the_thread_count(monkeypatch, tokenizer, threads):
+    """Chunks are drawn on several threads, each from its own generator."""
+    monkeypatch.setattr(noise_module, "CHUNK_ELEMENTS", 1000)  # many chunks per tensor
+    results = []
+    for count in (1, threads):
+        torch.set_num_threads(count)
+        try:
+            space = FullWeights()
+            space.bind(tiny_model(len(tokenizer)))
+            with space.perturbed(7, 0.01):
+                perturbed = [p.clone() for p in space.model.parameters()]
+            space.apply_update([(1, 0.01), (2, -0.02)], decay=0.1)
+            results.append((perturbed, [p.clone() for p in space.model.parameters()]))
+        finally:
+            torch.set_num_threads(1)
+    (perturbed_1, updated_1), (perturbed_n, updated_n) = results
+    assert all(torch.equal(p, q) for p, q in zip(perturbed_1, perturbed_n, strict=True))
+    assert all(torch.equal(p, q) for p, q in zip(updated_1, updated_n, strict=True))

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar
 import numpy as np
 
 from ..iteration import Scores
+from ..parametrizations.base import candidate_vector
 from ..registry import Registry
 from ..tasks.base import mean_finite
 
@@ -166,12 +167,24 @@ def evaluate_candidates(
     perturbation, or an explicit vector). Consecutive candidates with the same
     offset (ESSAM's second round, all around the neighbour point) are
     evaluated inside one :meth:`Parametrization.shifted`, so the shift is paid
-    once per round, not per member; an empty offset moves nothing. Every
-    evaluation loop goes through here, so none forgets the offset.
+    once per round, not per member; an empty offset moves nothing. Consecutive
+    seeded members move from one to the next by :meth:`Parametrization.reperturb`
+    (one pass over the weights instead of two). Every evaluation loop goes
+    through here, so none forgets the offset.
     """
     results: list[T] = []
     for group in around_offsets(space, candidates):
-        for candidate in group:
-            with candidate.applied_to(space):
+        if candidate_vector(group[0]) is not None:
+            for candidate in group:
+                with candidate.applied_to(space):
+                    results.append(score_one())
+            continue
+        space.perturb(group[0].seed, group[0].scale)
+        try:
+            results.append(score_one())
+            for candidate in group[1:]:
+                space.reperturb(candidate.seed, candidate.scale)
                 results.append(score_one())
+        finally:
+            space.unperturb()
     return results

@@ -91,6 +91,16 @@ class Parametrization(ABC):
         """Restores the parameters as they were before the active :meth:`perturb`, bit for bit."""
         raise NotImplementedError(f"{type(self).__name__} does not support seeded candidates")
 
+    def reperturb(self, seed: int, scale: float) -> None:
+        """Moves from the active perturbation straight to ``scale * eps(seed)``.
+
+        The same as :meth:`unperturb` then :meth:`perturb`, which is what this
+        default does; a space may do both in one pass over its weights
+        (``full`` does, drawing an antithetic pair's noise once for both).
+        """
+        self.unperturb()
+        self.perturb(seed, scale)
+
     @contextlib.contextmanager
     def perturbed(self, seed: int, scale: float) -> Iterator[None]:
         """Context manager: perturbed inside, exactly restored on exit (even on error)."""

@@ -32,6 +32,9 @@ class DelegatingSpace(Parametrization):
     def unperturb(self) -> None:
         self.inner.unperturb()
 
+    def reperturb(self, seed: int, scale: float) -> None:
+        self.inner.reperturb(seed, scale)
+
     def apply_update(self, update: SeededUpdate, decay: float = 0.0) -> None:
         self.inner.apply_update(update, decay)
 

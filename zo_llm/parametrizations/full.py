@@ -19,14 +19,14 @@ perturbations on top of it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..lazy import no_grad, torch
 from .base import PARAMETRIZATIONS, SEEDED, Parametrization, SeededUpdate
-from .noise import chunk_bounds, chunk_noise, correlated_noise, name_key
+from .noise import chunk_bounds, chunk_noise, correlated_noise, map_chunks, name_key
 
 NOISE_MODES = ("independent", "correlated")
 
@@ -72,6 +72,11 @@ def check_patterns(patterns: tuple[str, ...]) -> None:
             ) from None
 
 
+#: What makes removing a perturbation from a chunk exact: the indices of the elements whose
+#: add-then-subtract does not round-trip, and their original values.
+Patch = tuple["torch.Tensor", "torch.Tensor"]
+
+
 @dataclass
 class _Target:
     """One searched tensor and the element ranges its noise is generated in."""
@@ -83,6 +88,14 @@ class _Target:
 
     def flat(self) -> torch.Tensor:
         return self.param.data.view(-1)
+
+
+class _Chunk(NamedTuple):
+    """One chunk of a searched tensor: its noise index and a view of its elements."""
+
+    target: _Target
+    index: int
+    view: torch.Tensor
 
 
 @PARAMETRIZATIONS.register("full")
@@ -97,8 +110,8 @@ class FullWeights(Parametrization):
         self._targets: list[_Target] = []
         self._history: list[dict[str, Any]] = []
         # (seed, scale, patches) of the member perturbation; (update, patches) of the shift
-        self._active: tuple[int, float, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
-        self._shift: tuple[SeededUpdate, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+        self._active: tuple[int, float, list[Patch]] | None = None
+        self._shift: tuple[SeededUpdate, list[Patch]] | None = None
 
     def bind(self, model: torch.nn.Module) -> None:
         self.model = model
@@ -152,11 +165,24 @@ class FullWeights(Parametrization):
             return correlated_noise(seed, target.param.shape, device)
         return chunk_noise(seed, target.key, chunk, end - start, device)
 
-    def _chunks(self):
-        for target in self._targets:
-            flat = target.flat()
-            for index, (start, end) in enumerate(target.chunks):
-                yield target, index, flat[start:end]
+    def _chunks(self) -> list[_Chunk]:
+        return [
+            _Chunk(target, index, target.flat()[start:end])
+            for target in self._targets
+            for index, (start, end) in enumerate(target.chunks)
+        ]
+
+    def _map(self, work: Callable[..., Any], patches: list[Patch] | None = None) -> list[Any]:
+        """``work(chunk)``, or ``work(chunk, patch)``, over every searched chunk, in order.
+
+        On several threads (see :func:`~zo_llm.parametrizations.noise.map_chunks`).
+        """
+        chunks = self._chunks()
+        device = self._targets[0].param.device
+        if patches is None:
+            return map_chunks(work, chunks, device)
+        pairs = list(zip(chunks, patches, strict=True))
+        return map_chunks(lambda pair: work(*pair), pairs, device)
 
     def _combination(self, update: SeededUpdate, target: _Target, chunk: int) -> torch.Tensor:
         """``sum(coeff * eps(seed))`` on one chunk, in fp32 (a single pair is ``scale * eps``)."""
@@ -166,26 +192,43 @@ class FullWeights(Parametrization):
             step.add_(self._noise(seed, target, chunk), alpha=coeff)
         return step
 
-    def _add_exactly(self, update: SeededUpdate) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Adds the combination in place; returns the patches that make removing it exact."""
-        patches = []
-        for target, index, view in self._chunks():
-            noise = self._combination(update, target, index)
-            original = view.clone()
-            view.add_(noise)
-            restored = view.clone().sub_(noise)  # exactly what _remove_exactly() will compute
-            bits = getattr(torch, _BIT_VIEW[view.element_size()])
-            wrong = (restored.view(bits) != original.view(bits)).nonzero().squeeze(1)
-            # chunks are < 2**31 elements, so int32 indices halve the patch memory
-            patches.append((wrong.to(torch.int32), original[wrong]))
-        return patches
+    def _move_chunk(
+        self, chunk: _Chunk, remove: tuple[SeededUpdate, Patch] | None, add: SeededUpdate | None
+    ) -> Patch | None:
+        """Takes ``remove`` off one chunk exactly, then adds ``add``; returns the new patch.
 
-    def _remove_exactly(
-        self, update: SeededUpdate, patches: list[tuple[torch.Tensor, torch.Tensor]]
-    ) -> None:
-        for (target, index, view), (wrong, values) in zip(self._chunks(), patches, strict=True):
-            view.sub_(self._combination(update, target, index))
+        One pass over the chunk for both moves; when both are single pairs of
+        the same seed (an antithetic pair) the noise is drawn once for both.
+        """
+        target, index, view = chunk
+        new = None
+        if remove is not None:
+            update, (wrong, values) = remove
+            if add is not None and len(update) == len(add) == 1 and update[0][0] == add[0][0]:
+                raw = self._noise(update[0][0], target, index)
+                old, new = raw * update[0][1], raw.mul_(add[0][1])
+            else:
+                old = self._combination(update, target, index)
+            view.sub_(old)
             view[wrong] = values
+        if add is None:
+            return None
+        if new is None:
+            new = self._combination(add, target, index)
+        original = view.clone()
+        view.add_(new)
+        restored = view.clone().sub_(new)  # exactly what a later removal will compute
+        bits = getattr(torch, _BIT_VIEW[view.element_size()])
+        wrong = (restored.view(bits) != original.view(bits)).nonzero().squeeze(1)
+        # chunks are < 2**31 elements, so int32 indices halve the patch memory
+        return wrong.to(torch.int32), original[wrong]
+
+    def _add_exactly(self, update: SeededUpdate) -> list[Patch]:
+        """Adds the combination in place; returns the patches that make removing it exact."""
+        return self._map(lambda chunk: self._move_chunk(chunk, None, update))
+
+    def _remove_exactly(self, update: SeededUpdate, patches: list[Patch]) -> None:
+        self._map(lambda chunk, patch: self._move_chunk(chunk, (update, patch), None), patches)
 
     @no_grad
     def perturb(self, seed: int, scale: float) -> None:
@@ -200,6 +243,18 @@ class FullWeights(Parametrization):
         seed, scale, patches = self._active
         self._remove_exactly([(seed, scale)], patches)
         self._active = None
+
+    @no_grad
+    def reperturb(self, seed: int, scale: float) -> None:
+        """``unperturb(); perturb(seed, scale)`` in one pass over the weights (see base class)."""
+        if self._active is None:
+            raise RuntimeError("reperturb() called with no active perturbation; perturb() first")
+        old, patches = self._active[:2], self._active[2]
+        self._active = None  # a chunk that fails leaves no defined point to restore anyway
+        new_patches = self._map(
+            lambda chunk, patch: self._move_chunk(chunk, ([old], patch), [(seed, scale)]), patches
+        )
+        self._active = (seed, scale, new_patches)
 
     @no_grad
     def shift(self, update: SeededUpdate) -> None:
@@ -226,25 +281,30 @@ class FullWeights(Parametrization):
         update = [(int(seed), float(coeff)) for seed, coeff in update]
         if not update:
             return 0.0
-        squares = 0.0
-        for target, index, _ in self._chunks():
-            step = self._combination(update, target, index)
-            squares += float(torch.linalg.vector_norm(step, dtype=torch.float64)) ** 2
-        return squares**0.5
+
+        def squares(chunk: _Chunk) -> float:
+            step = self._combination(update, chunk.target, chunk.index)
+            return float(torch.linalg.vector_norm(step, dtype=torch.float64)) ** 2
+
+        return sum(self._map(squares)) ** 0.5
 
     @no_grad
     def apply_update(self, update: SeededUpdate, decay: float = 0.0) -> None:
         if self._active is not None or self._shift is not None:
             raise RuntimeError("apply_update() during a perturbation; unperturb()/unshift() first")
         update = [(int(seed), float(coeff)) for seed, coeff in update]
-        for target, index, view in self._chunks():
-            step = torch.zeros(view.numel(), dtype=torch.float32, device=view.device)
+
+        def step(chunk: _Chunk) -> None:
+            target, index, view = chunk
+            total = torch.zeros(view.numel(), dtype=torch.float32, device=view.device)
             for seed, coeff in update:
-                step.add_(self._noise(seed, target, index), alpha=coeff)
+                total.add_(self._noise(seed, target, index), alpha=coeff)
             new = view.to(torch.float32, copy=True)
             if decay:
                 new.mul_(1.0 - decay)
-            view.copy_(new.add_(step))
+            view.copy_(new.add_(total))
+
+        self._map(step)
         self._history.append({"update": [list(pair) for pair in update], "decay": float(decay)})
 
     @no_grad

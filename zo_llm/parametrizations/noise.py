@@ -11,8 +11,14 @@ can be rebuilt without the others, and the temporaries stay chunk-sized.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from ..lazy import torch
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Elements per noise chunk. Part of the definition of the noise: changing it
 #: changes every perturbation, so it is a constant, not an option.
@@ -65,3 +71,26 @@ def correlated_noise(seed: int, shape: torch.Size, device: torch.device | str) -
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     return torch.randn(shape, generator=generator, device=device, dtype=torch.float32).flatten()
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def map_chunks(work: Callable[[T], R], chunks: Sequence[T], device: torch.device) -> list[R]:
+    """``work`` over ``chunks``, on torch's CPU thread count of threads, results in order.
+
+    Why threads: torch draws CPU normal noise on one core, and noise is most
+    of the cost of perturbing a model. Each chunk has its own generator and
+    touches only its own elements, so the numbers do not depend on how many
+    threads run or in which order. On an accelerator the work is queued in
+    order from this thread (the device runs it in parallel already).
+    """
+    global _pool
+    threads = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
+    if threads <= 1 or len(chunks) <= 1:
+        return [work(chunk) for chunk in chunks]
+    if _pool is None or _pool._max_workers != threads:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool = ThreadPoolExecutor(threads, thread_name_prefix="zo-llm-noise")
+    return list(_pool.map(work, chunks))

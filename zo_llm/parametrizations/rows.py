@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from ..lazy import torch
 
-Hook = Callable[[torch.nn.Module, tuple, torch.Tensor], torch.Tensor]
+Hook = Callable[["torch.nn.Module", tuple, "torch.Tensor"], "torch.Tensor"]
 
 
 def as_blocks(x: torch.Tensor, members: int) -> torch.Tensor:
