@@ -107,3 +107,17 @@ def test_lora_vector_strategy_runs_batched(tokenizer):
     )  # fmt: skip
     assert type(run.evaluator) is BatchedEvaluator
     assert [r["iteration"] for r in run.records if r["type"] == "train"] == [1, 2]
+
+
+def test_the_row_budget_defaults_per_evaluator_and_device_unless_set(tokenizer):
+    def rows(**settings):
+        return zo_llm.Experiment(
+            zo_llm.resolve({"eval_every": 0, "progress": False, **settings}),
+            model=tiny_model(len(tokenizer)), tokenizer=tokenizer, task=make_char_task("u"),
+        ).generator.batch_size  # fmt: skip
+
+    assert BatchedEvaluator.default_rows("cpu") == 64
+    assert BatchedEvaluator.default_rows("cuda:0") == 512
+    assert rows(space="lowrank") == 64
+    assert rows(space="full") == SequentialEvaluator.default_rows("cpu") == 32
+    assert rows(space="lowrank", generation_batch_size=8) == 8

@@ -72,14 +72,21 @@ class ModelSection:
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda or cuda:N"))
     threads: int | None = field(default=None, metadata=_help("torch CPU threads (None: torch's)"))
     max_new_tokens: int = field(default=64, metadata=_help("tokens generated per prompt"))
-    generation_batch_size: int = field(
-        default=32, metadata=_help("rows per forward batch (batched evaluator: members x prompts)")
+    generation_batch_size: int | None = field(
+        default=None,
+        metadata=_help(
+            "rows per forward batch (batched evaluator: members x prompts); None: the "
+            "evaluator's measured default for the device (32 sequential; batched 64 on CPU, "
+            "512 on GPU)"
+        ),
     )
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; use one of: {', '.join(DTYPES)}")
-        _at_least(self, 1, "max_new_tokens", "generation_batch_size")
+        _at_least(self, 1, "max_new_tokens")
+        if self.generation_batch_size is not None:
+            _at_least(self, 1, "generation_batch_size")
         if self.threads is not None:
             _at_least(self, 1, "threads")
 

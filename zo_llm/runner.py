@@ -80,14 +80,11 @@ class Experiment:
         self.strategy = build_strategy(
             config.strategy.name, self.space, config.strategy.options, seed=config.loop.seed
         )
-        model_config = config.model
-        self.generator = TextGenerator(
-            self.model,
-            self.tokenizer,
-            model_config.max_new_tokens,
-            model_config.generation_batch_size,
-        )
         evaluator_class = choose_evaluator(config.loop.evaluator, type(self.space))
+        device = self.model.device
+        rows = config.model.generation_batch_size or evaluator_class.default_rows(device)
+        max_new_tokens = config.model.max_new_tokens
+        self.generator = TextGenerator(self.model, self.tokenizer, max_new_tokens, rows)
         self.evaluator = evaluator_class(self.space, self.generator, self.task)
         self.rundir = RunDir(config.output.out) if config.output.out else None
         self.hooks = self._default_hooks(hooks)

@@ -114,7 +114,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from ..components import build_task
-    from ..evaluation import evaluate_heldout
+    from ..evaluation import Evaluator, evaluate_heldout
     from ..models import TextGenerator, load_model
 
     config, source = resolve_eval_config(args)
@@ -123,9 +123,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if config.model.threads:
         torch.set_num_threads(config.model.threads)
     model, tokenizer = load_model(config.model.name, config.model.dtype, config.model.device)
-    generator = TextGenerator(
-        model, tokenizer, config.model.max_new_tokens, config.model.generation_batch_size
-    )
+    rows = config.model.generation_batch_size or Evaluator.default_rows(model.device)
+    generator = TextGenerator(model, tokenizer, config.model.max_new_tokens, rows)
     reference = None
     if args.reference:
         reference, _ = load_model(args.reference, config.model.dtype, config.model.device)

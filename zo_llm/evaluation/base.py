@@ -23,7 +23,7 @@ import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -69,6 +69,15 @@ class Evaluator(ABC):
         """Whether this evaluator can score candidates of ``space`` (a class: no model needed)."""
         del space
         return True
+
+    @classmethod
+    def default_rows(cls, device: Any) -> int:
+        """Rows per forward batch when the run does not set ``generation_batch_size``.
+
+        One member's prompts at a time: 32 rows (prompts) per batch, on any device.
+        """
+        del device
+        return 32
 
     @abstractmethod
     def evaluate(
