@@ -1,94 +1,255 @@
-"""Seconds per member of one ES iteration, against generation alone: spaces x evaluators.
+"""Throughput of one ES iteration per space and evaluator, against generation alone.
 
-For each (space, evaluator), one ``Experiment.step()`` of ES with N members
-(on its own minibatch of ``--prompts`` countdown-easy prompts, which are all
-of similar length) is timed and divided by N, then compared with
+For each prompt shape (prompts x new tokens) and each (space, evaluator), one
+``Experiment.step()`` of ES with N members is timed, in a fresh process (so
+that each peak RSS is its own), and compared with:
 
-- pure generation of the minibatch (``TextGenerator.generate``): what one
-  member must cost at least when members run one after another;
-- plain batched generation of the N x prompts rows (the same row budget): the
-  physical limit per member when all members run as rows of one batch.
+- pure generation of the minibatch (``TextGenerator.generate``, one member's
+  rows): what a member costs at least when members run one after another;
+- plain batched generation of the N x prompts rows at the batched
+  evaluator's row budget: the physical limit of running members as rows;
+- the reference loop: the released algorithm of Qiu et al. (per-tensor noise
+  re-seeded with the member seed, drawn in the weight dtype, added then
+  subtracted, the update applied seed by seed; one member at a time);
+- the peak RSS of plain generation of the same rows at the same row budget.
 
-    python benchmarks/throughput.py                                  # zo-tiny, quick
-    python benchmarks/throughput.py --model smollm2-135m --population 8 --threads 2
+Batched and sequential runs of a space evaluate the same candidates on the same
+prompts, so the share of (member, prompt) rows whose completions agree
+measures how often fp32 round-off of the batched forward changes a greedy token.
 
-Each configuration gets a freshly loaded model (an iteration moves the
-weights). Times are the best of ``--repeats`` after one warm-up.
+    python benchmarks/throughput.py --quick                     # zo-tiny, seconds
+    python benchmarks/throughput.py --model /path/to/smollm2    # 8x32 and 16x4, N = 30
+
+Run alone on a quiet machine: the numbers are wall-clock times.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import subprocess
+import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
-import torch
-
-import zo_llm
-from zo_llm.models.generation import TextGenerator
-
-CONFIGS = [("full", "sequential"), ("lowrank", "sequential"), ("lowrank", "batched")]
-
-
-def best_of(repeats: int, work) -> float:
-    work()  # warm-up: first calls allocate and compile kernels
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return min(times)
+CONFIGS = [
+    ("full", "sequential"),
+    ("lowrank", "sequential"),
+    ("lowrank", "batched"),
+    ("lora", "sequential"),
+    ("lora", "batched"),
+    ("svd", "sequential"),
+    ("svd", "batched"),
+]
+ES = {"sigma": 0.001, "lr": 0.0005}
 
 
-def settings(args: argparse.Namespace, space: str, evaluator: str) -> dict:
-    return {
-        "model": args.model,
-        "dtype": args.dtype,
+def timed(work: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- one measurement, in its own process ------------------------------------------------
+
+
+def experiment(job: dict[str, Any], space: str, evaluator: str, seen: list[str] | None = None):
+    """The run of one table row; ``seen`` collects every scored completion, in order."""
+    import torch
+
+    import zo_llm
+
+    torch.set_num_threads(job["threads"])
+    task = zo_llm.TASKS.get("countdown-easy")()
+    if seen is not None:
+        reward = task.reward
+        task.reward = lambda example, text: seen.append(text) or reward(example, text)
+    settings = {
+        "model": job["model"],
         "space": space,
         "evaluator": evaluator,
-        "task": "countdown-easy",
-        "batch_size": args.prompts,
-        "max_new_tokens": args.tokens,
-        "generation_batch_size": args.rows,
-        "population": args.population,
+        "batch_size": job["prompts"],
+        "max_new_tokens": job["tokens"],
+        "population": job["population"],
         "eval_every": 0,
         "progress": False,
-        "tensorboard": False,
+        **ES,
     }
+    return zo_llm.Experiment(zo_llm.resolve(settings), task=task)
+
+
+def measure_plain(job: dict[str, Any]) -> dict[str, Any]:
+    """Generation alone: the minibatch once, or the N x prompts rows at the batched budget."""
+    from zo_llm.evaluation import BatchedEvaluator
+    from zo_llm.models.generation import TextGenerator
+
+    run = experiment(job, "full", "sequential")
+    encoded = run.generator.encode([run.task.prompt(e) for e in run.minibatch(1)])
+    run.generator.generate(encoded)  # warm-up
+    if job["kind"] == "plain-eval":
+        return {"seconds": timed(lambda: run.generator.generate(encoded)), "rss": peak_rss_mb()}
+    rows = BatchedEvaluator.default_rows(run.model.device)
+    generator = TextGenerator(run.model, run.tokenizer, job["tokens"], rows)
+    seconds = timed(lambda: generator.generate(encoded * job["population"]))
+    return {"seconds": seconds, "rss": peak_rss_mb(), "rows": rows}
+
+
+def measure_step(job: dict[str, Any]) -> dict[str, Any]:
+    """One ``Experiment.step()`` of ES: seconds, peak RSS and the scored completions."""
+    seen: list[str] = []
+    run = experiment(job, job["space"], job["evaluator"], seen)
+    encoded = run.generator.encode([run.task.prompt(e) for e in run.minibatch(1)])
+    run.generator.generate(encoded)  # warm-up, as for plain generation
+    seen.clear()
+    seconds = timed(run.step)
+    return {"seconds": seconds, "rss": peak_rss_mb(), "completions": seen}
+
+
+def measure_reference(job: dict[str, Any]) -> dict[str, Any]:
+    """The reference loop (the paper's released algorithm) on the same model and prompts."""
+    import numpy as np
+    import torch
+
+    run = experiment(job, "full", "sequential")
+    examples = run.minibatch(1)
+    encoded = run.generator.encode([run.task.prompt(e) for e in examples])
+    run.generator.generate(encoded)  # warm-up
+    params = list(run.model.parameters())
+    population, sigma, lr = job["population"], ES["sigma"], ES["lr"]
+    seeds = np.random.default_rng(0).integers(0, 2**31, population).tolist()
+
+    def noise(seed: int, param: torch.Tensor) -> torch.Tensor:
+        generator = torch.Generator(device=param.device).manual_seed(seed)
+        return torch.randn(param.shape, generator=generator, dtype=param.dtype)
+
+    @torch.no_grad()
+    def iteration() -> None:
+        rewards = []
+        for seed in seeds:
+            for param in params:
+                param.add_(sigma * noise(seed, param))
+            texts = run.generator.generate(encoded)
+            scored = zip(examples, texts, strict=True)
+            rewards.append(np.mean([run.task.reward(e, t) for e, t in scored]))
+            for param in params:
+                param.sub_(sigma * noise(seed, param))
+        rewards = np.asarray(rewards)
+        z = (rewards - rewards.mean()) / (rewards.std() + 1e-8)
+        for seed, weight in zip(seeds, z, strict=True):
+            for param in params:
+                param.add_(lr / population * float(weight) * noise(seed, param))
+
+    return {"seconds": timed(iteration), "rss": peak_rss_mb()}
+
+
+MEASURES = {
+    "plain-eval": measure_plain,
+    "plain-batched": measure_plain,
+    "reference": measure_reference,
+    "step": measure_step,
+}
+
+
+def child(job: dict[str, Any]) -> None:
+    print(json.dumps(MEASURES[job["kind"]](job)))
+
+
+# --- the table --------------------------------------------------------------------------
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--job", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode:
+        raise SystemExit(f"measurement {job} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def agreement(first: list[str], second: list[str]) -> float:
+    return sum(a == b for a, b in zip(first, second, strict=True)) / len(first)
+
+
+def shape_table(
+    base: dict[str, Any], prompts: int, tokens: int, configs: list[tuple[str, str]]
+) -> None:
+    job = {**base, "prompts": prompts, "tokens": tokens}
+    population = job["population"]
+    pure = run_job({**job, "kind": "plain-eval"})
+    limit = run_job({**job, "kind": "plain-batched"})
+    reference = run_job({**job, "kind": "reference"})
+    limit_per_member = limit["seconds"] / population
+    print(
+        f"\n### {prompts} prompts x {tokens} tokens, N = {population}\n\n"
+        f"pure generation of the minibatch: {pure['seconds']:.2f} s ({pure['rss']:.0f} MB); "
+        f"plain batched generation of the {population * prompts} rows at {limit['rows']} rows "
+        f"per batch: {limit_per_member:.2f} s per member "
+        f"({limit_per_member / pure['seconds']:.2f} x pure; {limit['rss']:.0f} MB); "
+        f"reference loop: {reference['seconds']:.1f} s per iteration "
+        f"({reference['seconds'] / population / pure['seconds']:.2f} x pure per member)\n"
+    )
+    print(
+        "| space | evaluator | s per member | / pure generation | / batched limit "
+        "| rows/s / plain batched | iteration / reference | peak RSS / plain "
+        "| batched rows = sequential |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    sequential: dict[str, list[str]] = {}
+    for space, evaluator in configs:
+        step = run_job({**job, "kind": "step", "space": space, "evaluator": evaluator})
+        per_member = step["seconds"] / population
+        plain = pure if evaluator == "sequential" else limit
+        if evaluator == "sequential":
+            sequential[space] = step["completions"]
+            agree = "-"
+        elif space in sequential:
+            agree = f"{agreement(step['completions'], sequential[space]):.1%}"
+        else:
+            agree = "(no sequential run)"
+        print(
+            f"| {space} | {evaluator} | {per_member:.2f} | {per_member / pure['seconds']:.2f} "
+            f"| {per_member / limit_per_member:.2f} | {limit['seconds'] / step['seconds']:.2f} "
+            f"| {step['seconds'] / reference['seconds']:.2f} | {step['rss'] / plain['rss']:.2f} "
+            f"| {agree} |",
+            flush=True,
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="zo-tiny")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--shapes", default="8x32,16x4", help="prompts x new tokens, comma list")
+    parser.add_argument("--population", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--prompts", type=int, default=8)
-    parser.add_argument("--tokens", type=int, default=32)
-    parser.add_argument("--population", type=int, default=8)
-    parser.add_argument("--rows", type=int, default=64, help="row budget per forward batch")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--configs",
+        default=",".join(f"{space}:{evaluator}" for space, evaluator in CONFIGS),
+        help="SPACE:EVALUATOR rows of the table, comma list",
+    )
+    parser.add_argument("--quick", action="store_true", help="zo-tiny, 4x8, N = 6: a smoke run")
+    parser.add_argument("--job", help=argparse.SUPPRESS)  # one measurement (a child process)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    model, tokenizer = zo_llm.load_model(args.model, args.dtype)
-    task = zo_llm.TASKS.get("countdown-easy")()
-    examples = list(task.examples("train"))[: args.prompts]
-    generator = TextGenerator(model, tokenizer, args.tokens, args.rows)
-    encoded = generator.encode([task.prompt(e) for e in examples])
-    pure = best_of(args.repeats, lambda: generator.generate(encoded))
-    rows = encoded * args.population
-    limit = best_of(args.repeats, lambda: generator.generate(rows)) / args.population
-
-    print(f"{args.model} {args.dtype}, {args.threads} threads, {args.prompts} prompts x "
-          f"{args.tokens} tokens, N = {args.population}, row budget {args.rows}")  # fmt: skip
-    print(f"pure generation of the minibatch: {pure:.3f} s; batched limit per member: "
-          f"{limit:.3f} s ({limit / pure:.2f} x)\n")  # fmt: skip
-    print("| space | evaluator | s per member | / pure generation | / batched limit |")
-    print("|---|---|---|---|---|")
-    for space, evaluator in CONFIGS:
-        experiment = zo_llm.Experiment(zo_llm.resolve(settings(args, space, evaluator)))
-        per_member = best_of(args.repeats, experiment.step) / args.population
-        print(f"| {space} | {evaluator} | {per_member:.3f} | {per_member / pure:.2f} | "
-              f"{per_member / limit:.2f} |")  # fmt: skip
+    if args.job:
+        child(json.loads(args.job))
+        return
+    if args.quick:
+        args.model, args.shapes, args.population = "zo-tiny", "4x8", 6
+    base = {"model": args.model, "population": args.population, "threads": args.threads}
+    print(f"{args.model}, fp32, {args.threads} threads, ES sigma {ES['sigma']}; "
+          "each cell one iteration in a fresh process after a warm-up generation")  # fmt: skip
+    configs = [tuple(entry.split(":")) for entry in args.configs.split(",")]
+    for shape in args.shapes.split(","):
+        prompts, tokens = (int(part) for part in shape.split("x"))
+        shape_table(base, prompts, tokens, configs)
 
 
 if __name__ == "__main__":

@@ -222,7 +222,7 @@ def test_an_antithetic_pair_draws_its_noise_once_for_the_move_between_members(mo
     space.bind(model)
     calls = []
     noise = space._noise
-    space._noise = lambda seed, target, chunk: calls.append(seed) or noise(seed, target, chunk)
+    space._noise = lambda seed, *where: calls.append(seed) or noise(seed, *where)
     chunks = len(space._chunks())
     space.perturb(3, 0.01)
     space.reperturb(3, -0.01)  # the pair's second member: one draw per chunk, not two

@@ -116,6 +116,8 @@ def test_smollm2_gguf_from_the_package_loads_as_a_plain_model(tmp_path):
     model, tokenizer = load_model(path, device="cpu")
     assert abs(model.num_parameters() / 1e6 - 134.5) < 1
     assert tokenizer.chat_template  # SmolLM2-Instruct speaks ChatML
+    assert not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+    assert model.lm_head.weight is model.model.embed_tokens.weight  # still tied, held once
     model.save_pretrained(tmp_path)  # a GGUF-loaded model refuses this; ours is plain
     generator = TextGenerator(model, tokenizer, max_new_tokens=4)
     assert generator.generate(generator.encode([[{"role": "user", "content": "Hi"}]]))[0]

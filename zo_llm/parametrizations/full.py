@@ -26,7 +26,14 @@ from typing import Any, NamedTuple
 
 from ..lazy import no_grad, torch
 from .base import PARAMETRIZATIONS, SEEDED, Parametrization, SeededUpdate
-from .noise import chunk_bounds, chunk_noise, correlated_noise, map_chunks, name_key
+from .noise import (
+    chunk_bounds,
+    chunk_noise,
+    correlated_noise,
+    map_chunks,
+    name_key,
+    scratch,
+)
 
 NOISE_MODES = ("independent", "correlated")
 
@@ -158,12 +165,20 @@ class FullWeights(Parametrization):
         """The searched ``(name, parameter)`` pairs, in noise order."""
         return [(t.name, t.param) for t in self._targets]
 
-    def _noise(self, seed: int, target: _Target, chunk: int) -> torch.Tensor:
+    def _noise(
+        self, seed: int, target: _Target, chunk: int, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``eps(seed)`` on one chunk, fp32; written into ``out`` (fp32) where given."""
         start, end = target.chunks[chunk]
         device = target.param.device
         if self.config.noise == "correlated":
             return correlated_noise(seed, target.param.shape, device)
-        return chunk_noise(seed, target.key, chunk, end - start, device)
+        return chunk_noise(seed, target.key, chunk, end - start, device, out)
+
+    def _buffer(self, role: str, chunk: _Chunk, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """This thread's scratch buffer for ``role``, the size of ``chunk`` (fp32 by default)."""
+        view = chunk.view
+        return scratch(role, view.numel(), dtype or torch.float32, view.device)
 
     def _chunks(self) -> list[_Chunk]:
         return [
@@ -184,12 +199,16 @@ class FullWeights(Parametrization):
         pairs = list(zip(chunks, patches, strict=True))
         return map_chunks(lambda pair: work(*pair), pairs, device)
 
-    def _combination(self, update: SeededUpdate, target: _Target, chunk: int) -> torch.Tensor:
-        """``sum(coeff * eps(seed))`` on one chunk, in fp32 (a single pair is ``scale * eps``)."""
+    def _combination(self, update: SeededUpdate, chunk: _Chunk) -> torch.Tensor:
+        """``sum(coeff * eps(seed))`` on one chunk, in fp32 (a single pair is ``scale * eps``).
+
+        In this thread's ``"noise"`` buffer: use it before the next combination.
+        """
+        target, index = chunk.target, chunk.index
         (seed, coeff), *rest = update
-        step = self._noise(seed, target, chunk).mul_(coeff)
+        step = self._noise(seed, target, index, self._buffer("noise", chunk)).mul_(coeff)
         for seed, coeff in rest:
-            step.add_(self._noise(seed, target, chunk), alpha=coeff)
+            step.add_(self._noise(seed, target, index, self._buffer("term", chunk)), alpha=coeff)
         return step
 
     def _move_chunk(
@@ -200,26 +219,30 @@ class FullWeights(Parametrization):
         One pass over the chunk for both moves; when both are single pairs of
         the same seed (an antithetic pair) the noise is drawn once for both.
         """
-        target, index, view = chunk
+        view = chunk.view
         new = None
         if remove is not None:
             update, (wrong, values) = remove
             if add is not None and len(update) == len(add) == 1 and update[0][0] == add[0][0]:
-                raw = self._noise(update[0][0], target, index)
-                old, new = raw * update[0][1], raw.mul_(add[0][1])
+                seed = update[0][0]
+                raw = self._noise(seed, chunk.target, chunk.index, self._buffer("noise", chunk))
+                old = torch.mul(raw, update[0][1], out=self._buffer("term", chunk, raw.dtype))
+                new = raw.mul_(add[0][1])
             else:
-                old = self._combination(update, target, index)
+                old = self._combination(update, chunk)
             view.sub_(old)
             view[wrong] = values
         if add is None:
             return None
         if new is None:
-            new = self._combination(add, target, index)
-        original = view.clone()
+            new = self._combination(add, chunk)
+        original = self._buffer("original", chunk, view.dtype).copy_(view)
         view.add_(new)
-        restored = view.clone().sub_(new)  # exactly what a later removal will compute
+        # exactly what a later removal will compute (in the common dtype, rounded once)
+        restored = torch.sub(view, new, out=self._buffer("restored", chunk, view.dtype))
         bits = getattr(torch, _BIT_VIEW[view.element_size()])
-        wrong = (restored.view(bits) != original.view(bits)).nonzero().squeeze(1)
+        differs = self._buffer("differs", chunk, torch.bool)
+        wrong = torch.ne(restored.view(bits), original.view(bits), out=differs).nonzero().squeeze(1)
         # chunks are < 2**31 elements, so int32 indices halve the patch memory
         return wrong.to(torch.int32), original[wrong]
 
@@ -283,7 +306,7 @@ class FullWeights(Parametrization):
             return 0.0
 
         def squares(chunk: _Chunk) -> float:
-            step = self._combination(update, chunk.target, chunk.index)
+            step = self._combination(update, chunk)
             return float(torch.linalg.vector_norm(step, dtype=torch.float64)) ** 2
 
         return sum(self._map(squares)) ** 0.5
@@ -296,10 +319,10 @@ class FullWeights(Parametrization):
 
         def step(chunk: _Chunk) -> None:
             target, index, view = chunk
-            total = torch.zeros(view.numel(), dtype=torch.float32, device=view.device)
+            total, noise = self._buffer("term", chunk).zero_(), self._buffer("noise", chunk)
             for seed, coeff in update:
-                total.add_(self._noise(seed, target, index), alpha=coeff)
-            new = view.to(torch.float32, copy=True)
+                total.add_(self._noise(seed, target, index, noise), alpha=coeff)
+            new = self._buffer("restored", chunk).copy_(view)
             if decay:
                 new.mul_(1.0 - decay)
             view.copy_(new.add_(total))
@@ -319,11 +342,12 @@ class FullWeights(Parametrization):
         for target in self._targets:
             flat = target.flat()
             members = []
+            chunks = [c for c in self._chunks() if c.target is target]
             for candidate in candidates:
                 value = flat.clone()
-                for index, (start, end) in enumerate(target.chunks):
-                    noise = self._combination([(candidate.seed, candidate.scale)], target, index)
-                    value[start:end].add_(noise)
+                pair = [(candidate.seed, candidate.scale)]
+                for chunk, (start, end) in zip(chunks, target.chunks, strict=True):
+                    value[start:end].add_(self._combination(pair, chunk))
                 members.append(value.view(target.param.shape))
             stacked.append(torch.stack(members))
         return stacked

@@ -85,7 +85,7 @@ def _block_adapter(a_t: torch.Tensor, b_t: torch.Tensor, scaling: float):
 
     def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor):
         del module
-        return add_block_products(output, inputs[0], a_t, b_t, scaling).to(output.dtype)
+        return add_block_products(output, inputs[0], a_t, b_t, scaling)
 
     return hook
 

@@ -133,13 +133,20 @@ class LowRankWeights(FullWeights):
         b = chunk_noise(seed, target.key, _B, in_features * rank, device).view(in_features, rank)
         return a, b
 
-    def _noise(self, seed: int, target: _Target, chunk: int) -> torch.Tensor:
-        """``A B^T / sqrt(r)`` flattened, in fp32 (fp64 for fp64 weights: exact tests)."""
+    def _noise(
+        self, seed: int, target: _Target, chunk: int, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``A B^T / sqrt(r)`` flattened, in fp32 (fp64 for fp64 weights: exact tests).
+
+        Written into ``out`` where given and of that dtype.
+        """
         del chunk  # a matrix is one chunk: its noise is two thin factors
         a, b = self.factors(seed, target)
         dtype = torch.float64 if target.param.dtype == torch.float64 else torch.float32
-        product = a.to(dtype) @ b.to(dtype).T
-        return product.div_(math.sqrt(self.config.rank)).view(-1)
+        if out is None or out.dtype != dtype:
+            out = torch.empty(a.shape[0] * b.shape[0], dtype=dtype, device=a.device)
+        torch.matmul(a.to(dtype), b.to(dtype).T, out=out.view(a.shape[0], b.shape[0]))
+        return out.div_(math.sqrt(self.config.rank))
 
     @no_grad
     def apply_update(self, update: SeededUpdate, decay: float = 0.0) -> None:

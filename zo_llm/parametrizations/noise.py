@@ -11,6 +11,7 @@ can be rebuilt without the others, and the temporaries stay chunk-sized.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -54,11 +55,21 @@ def chunk_bounds(numel: int) -> list[tuple[int, int]]:
 
 
 def chunk_noise(
-    seed: int, key: int, chunk: int, numel: int, device: torch.device | str
+    seed: int,
+    key: int,
+    chunk: int,
+    numel: int,
+    device: torch.device | str,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Standard normal fp32 noise of one chunk of the tensor ``key``, for member ``seed``."""
+    """Standard normal fp32 noise of one chunk of the tensor ``key``, for member ``seed``.
+
+    Written into ``out`` (fp32, ``numel`` elements) when given: the same numbers.
+    """
     generator = torch.Generator(device=device)
     generator.manual_seed(fold_in(seed, key, chunk))
+    if out is not None:
+        return torch.randn(numel, generator=generator, out=out)
     return torch.randn(numel, generator=generator, device=device, dtype=torch.float32)
 
 
@@ -94,3 +105,24 @@ def map_chunks(work: Callable[[T], R], chunks: Sequence[T], device: torch.device
             _pool.shutdown(wait=False)
         _pool = ThreadPoolExecutor(threads, thread_name_prefix="zo-llm-noise")
     return list(_pool.map(work, chunks))
+
+
+_thread_buffers = threading.local()
+
+
+def scratch(role: str, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """This thread's reusable flat buffer for ``role``, ``numel`` elements long.
+
+    Why: chunk-sized temporaries allocated afresh for every chunk are freed
+    into each thread's allocator arena, which keeps them (measured: peak RSS
+    of an ES step on SmolLM2-135M 1.64x plain generation, with 2 threads),
+    and every pass faults in fresh pages. A few buffers per thread, each as
+    large as the largest chunk, are reused instead; their contents are
+    garbage between uses.
+    """
+    buffers = _thread_buffers.__dict__.setdefault("buffers", {})
+    key = (role, dtype, torch.device(device))
+    buffer = buffers.get(key)
+    if buffer is None or buffer.numel() < numel:
+        buffer = buffers[key] = torch.empty(numel, dtype=dtype, device=device)
+    return buffer[:numel]

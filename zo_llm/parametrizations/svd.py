@@ -106,7 +106,9 @@ class _Matrix:
             offsets = self.block_offsets.to(output.dtype)
             blocks = as_blocks(x, len(offsets)) @ self.vt.T
             scaled = (blocks * offsets[:, None, :]).view(*x.shape[:-1], -1)
-        return output + scaled @ self.u.T
+        # accumulated into the layer's own output: no activation-sized temporary
+        output.view(-1, output.shape[-1]).addmm_(scaled.reshape(-1, scaled.shape[-1]), self.u.T)
+        return output
 
 
 @PARAMETRIZATIONS.register("svd")
@@ -137,7 +139,9 @@ class SVDSpace(DelegatingSpace):
             rank = int((s > s[0] * 1e-6).sum()) if s[0] > 0 else 0
             if rank:  # a zero update (an untrained adapter's B = 0) has nothing to scale
                 keep = self._keep(rank)
-                factors.append((name, module, u[:, :keep], s[:keep], vt[:keep], lora))
+                # copies: slices would keep every matrix's whole U and V^T alive (2x its size)
+                kept = (u[:, :keep].clone(), s[:keep].clone(), vt[:keep].clone())
+                factors.append((name, module, *kept, lora))
         if not factors:
             if self.config.adapter:
                 raise ValueError(
