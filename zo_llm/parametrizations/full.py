@@ -339,10 +339,11 @@ class FullWeights(Parametrization):
         factors) whose members run as rows of a batch.
         """
         stacked = []
+        all_chunks = self._chunks()  # built once: rebuilding it per tensor is quadratic
         for target in self._targets:
             flat = target.flat()
             members = []
-            chunks = [c for c in self._chunks() if c.target is target]
+            chunks = [c for c in all_chunks if c.target is target]
             for candidate in candidates:
                 value = flat.clone()
                 pair = [(candidate.seed, candidate.scale)]
