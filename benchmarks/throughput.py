@@ -100,15 +100,64 @@ def measure_plain(job: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": seconds, "rss": peak_rss_mb(), "rows": rows}
 
 
+#: The space's methods whose time is the "weights" share of a step's profile.
+WEIGHT_METHODS = ("perturb", "reperturb", "unperturb", "shift", "unshift", "apply_update")
+
+
+def clocked(owner: Any, name: str, spent: list[float]) -> None:
+    """Replaces ``owner.name`` by a wrapper that adds its wall time to ``spent[0]``."""
+    method = getattr(owner, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    setattr(owner, name, wrapper)
+
+
 def measure_step(job: dict[str, Any]) -> dict[str, Any]:
-    """One ``Experiment.step()`` of ES: seconds, peak RSS and the scored completions."""
+    """One ``Experiment.step()`` of ES: seconds, peak RSS, the scored completions and a profile.
+
+    The profile splits the step into generation (every ``generate_blocks``
+    call: the member terms of a batched space run inside it) and weight work
+    (perturb, restore and update of the space); the rest is scoring and the
+    strategy.
+    """
     seen: list[str] = []
     run = experiment(job, job["space"], job["evaluator"], seen)
     encoded = run.generator.encode([run.task.prompt(e) for e in run.minibatch(1)])
     run.generator.generate(encoded)  # warm-up, as for plain generation
     seen.clear()
+    generation, weights = [0.0], [0.0]
+    clocked(run.generator, "generate_blocks", generation)
+    for name in WEIGHT_METHODS:
+        if hasattr(run.space, name):
+            clocked(run.space, name, weights)
     seconds = timed(run.step)
-    return {"seconds": seconds, "rss": peak_rss_mb(), "completions": seen}
+    return {
+        "seconds": seconds,
+        "rss": peak_rss_mb(),
+        "completions": seen,
+        "generation": generation[0],
+        "weights": weights[0],
+    }
+
+
+def measure_noise(job: dict[str, Any]) -> dict[str, Any]:
+    """Seconds of one draw of the ``full`` space's noise for the whole model, on the threads.
+
+    Drawing is the part of a ``full`` member no pass-count can remove: ES
+    draws each member's noise three times (to perturb, to take it off when
+    moving to the next member, and in the update), so ``pure generation +
+    3 draws`` is the floor of a sequential ``full`` member.
+    """
+    run = experiment(job, "full", "sequential")
+    one_draw = [(7, 1.0)]  # the norm of one seed's noise: a draw plus a cheap reduction
+    run.space.update_norm(one_draw)  # warm-up: the thread pool and the scratch buffers
+    return {"seconds": timed(lambda: run.space.update_norm(one_draw)), "dim": run.space.dim}
 
 
 def measure_reference(job: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +202,7 @@ MEASURES = {
     "plain-batched": measure_plain,
     "reference": measure_reference,
     "step": measure_step,
+    "noise": measure_noise,
 }
 
 
@@ -195,14 +245,24 @@ def shape_table(
         f"per batch: {limit_per_member:.2f} s per member "
         f"({limit_per_member / pure['seconds']:.2f} x pure; {limit['rss']:.0f} MB); "
         f"reference loop: {reference['seconds']:.1f} s per iteration "
-        f"({reference['seconds'] / population / pure['seconds']:.2f} x pure per member)\n"
+        f"({reference['seconds'] / population / pure['seconds']:.2f} x pure per member)"
+    )
+    if any(space == "full" for space, _ in configs):
+        draw = run_job({**job, "kind": "noise"})["seconds"]
+        print(
+            f"one draw of the `full` noise: {draw:.2f} s; floor of a sequential `full` "
+            f"member (pure generation + 3 draws): {1 + 3 * draw / pure['seconds']:.2f} x pure"
+        )
+    print(
+        "\nprofile: generation = every generate call (member terms included), "
+        "weights = perturb, restore and update, as shares of the step\n"
     )
     print(
         "| space | evaluator | s per member | / pure generation | / batched limit "
         "| rows/s / plain batched | iteration / reference | peak RSS / plain "
-        "| batched rows = sequential |"
+        "| batched rows = sequential | generation | weights |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     sequential: dict[str, list[str]] = {}
     for space, evaluator in configs:
         step = run_job({**job, "kind": "step", "space": space, "evaluator": evaluator})
@@ -219,7 +279,8 @@ def shape_table(
             f"| {space} | {evaluator} | {per_member:.2f} | {per_member / pure['seconds']:.2f} "
             f"| {per_member / limit_per_member:.2f} | {limit['seconds'] / step['seconds']:.2f} "
             f"| {step['seconds'] / reference['seconds']:.2f} | {step['rss'] / plain['rss']:.2f} "
-            f"| {agree} |",
+            f"| {agree} | {step['generation'] / step['seconds']:.0%} "
+            f"| {step['weights'] / step['seconds']:.0%} |",
             flush=True,
         )
 
