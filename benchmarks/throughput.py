@@ -79,6 +79,7 @@ def experiment(job: dict[str, Any], space: str, evaluator: str, seen: list[str] 
         "population": job["population"],
         "eval_every": 0,
         "progress": False,
+        "reward_timeout": 0,  # rewards in this process: ``seen`` records the completions
         **ES,
     }
     return zo_llm.Experiment(zo_llm.resolve(settings), task=task)

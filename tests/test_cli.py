@@ -348,9 +348,9 @@ def test_resume_accepts_the_flags_it_says_may_change(model_dir, tmp_path, capsys
     assert [r["iteration"] for r in records if r["type"] == "train"] == [1, 2, 3]
 
 
-def test_resume_without_checkpoint(tmp_path, capsys):
+def test_resume_of_a_folder_that_is_no_run(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path), "--iterations", "4"]) == 2
-    assert_clean_error(capsys, "checkpoint.pt")
+    assert_clean_error(capsys, str(tmp_path), "run_config.json")
 
 
 # --- errors ---------------------------------------------------------------------

@@ -270,11 +270,6 @@ def test_a_new_run_refuses_a_folder_holding_one(tokenizer, tmp_path):
         train_char(tokenizer, tmp_path / "run", iterations=1)
 
 
-def test_resume_without_checkpoint_is_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint"):
-        zo_llm.resume(tmp_path)
-
-
 # --- determinism ------------------------------------------------------------
 
 

@@ -61,6 +61,8 @@ _EXPORTS = {
     "RunDir": "rundir",
     "read_metrics": "rundir",
     "Experiment": "runner",
+    "RunInterrupted": "runner",
+    "TrainingDiverged": "runner",
     "resume": "runner",
     "train": "runner",
     "CEM": "strategies",

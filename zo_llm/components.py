@@ -14,10 +14,11 @@ import dataclasses
 import importlib
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .options import make_config
+from .options import check_finite, make_config
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -86,7 +87,7 @@ def resolve_options(kind: str, name: str, options: Any) -> Any:
     if dataclasses.is_dataclass(options) and not isinstance(options, type):
         cls = component_class(kind, name)
         if cls is None or isinstance(options, cls.config_class):
-            return options
+            return check_finite(options, f"{kind} {name!r}")
         options = dataclasses.asdict(options)
     cls = component_class(kind, name)
     if cls is None:
@@ -135,6 +136,18 @@ def build_task(name: str, options: Any = None) -> Task:
     return task
 
 
+def user_code_error(what: str, error: Exception) -> ValueError:
+    """One line on an exception raised in a user's code: what raised, where, and whose it is."""
+    frames = traceback.extract_tb(error.__traceback__)
+    theirs = [f for f in frames if not f.filename.startswith(str(Path(__file__).parent))]
+    where = f" ({theirs[-1].filename}, line {theirs[-1].lineno})" if theirs else ""
+    message = error.args[0] if type(error) is KeyError and error.args else error
+    return ValueError(
+        f"{what} raised {type(error).__name__}: {message}{where}; the error is in that code "
+        "(or in the --task-opt options it was given), not in zo-llm"
+    )
+
+
 def _import_task(spec: str, options: dict[str, Any]) -> Task:
     from .tasks.base import Task
 
@@ -142,11 +155,17 @@ def _import_task(spec: str, options: dict[str, Any]) -> Task:
     if os.getcwd() not in sys.path and "" not in sys.path:  # `zo-llm` scripts lack the cwd
         sys.path.append(os.getcwd())
     try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"task {spec!r}: cannot import module {module_name!r}: {error}") from None
+    except Exception as error:  # the user's module raised while it was imported
+        raise user_code_error(f"task factory {spec}: importing {module_name}", error) from None
+    if not hasattr(module, attribute):
         raise ValueError(
-            f"task {spec!r}: cannot import {attribute!r} from {module_name!r}: {error}"
-        ) from error
+            f"task {spec!r}: cannot import {attribute!r} from {module_name!r} "
+            f"({module.__file__}): it has no such name"
+        )
+    target = getattr(module, attribute)
     if isinstance(target, Task):
         # a resumed run passes back the object's own (recorded) options: those are fine
         own = dataclasses.asdict(target.config) if dataclasses.is_dataclass(target.config) else {}
@@ -156,9 +175,14 @@ def _import_task(spec: str, options: dict[str, Any]) -> Task:
                 f"task {spec!r} is a Task object; its options cannot be set ({', '.join(changed)})"
             )
         return target
-    if isinstance(target, type) and issubclass(target, Task):
-        return target(make_config(target.config_class, options, f"task {spec!r}"))
-    task = target(**options) if callable(target) else None
+    is_class = isinstance(target, type) and issubclass(target, Task)
+    config = make_config(target.config_class, options, f"task {spec!r}") if is_class else None
+    try:
+        if is_class:
+            return target(config)
+        task = target(**options) if callable(target) else None
+    except Exception as error:  # the user's factory raised (or took other options)
+        raise user_code_error(f"task factory {spec}", error) from None
     if not isinstance(task, Task):
         raise ValueError(
             f"task {spec!r} is not a Task, a Task subclass, or a factory returning a Task"

@@ -157,6 +157,13 @@ class LoopSection:
     )
     batch_size: int = field(default=16, metadata=_help("training prompts per iteration"))
     seed: int = field(default=0, metadata=_help("seeds noise and minibatches"))
+    reward_timeout: float = field(
+        default=60.0,
+        metadata=_help(
+            "seconds one reward call may take; a slower one is a failure and the run goes on "
+            "(rewards run in a child process; 0: in this process, without a limit)"
+        ),
+    )
     evaluator: str = field(
         default="auto",
         metadata=_help(
@@ -171,6 +178,10 @@ class LoopSection:
             _at_least(self, 1, "max_samples")
         if self.seed < 0:
             raise ValueError(f"seed={self.seed} must be >= 0")
+        if not self.reward_timeout >= 0:
+            raise ValueError(
+                f"reward_timeout={self.reward_timeout} must be >= 0 seconds (0: no limit)"
+            )
 
 
 @dataclass(frozen=True)
@@ -215,7 +226,20 @@ class OutputSection:
         default=None,
         metadata=_help("run folder (created; the CLI picks runs/TASK-STRATEGY-TIME without it)"),
     )
-    checkpoint_every: int = field(default=10, metadata=_help("checkpoint period in iterations"))
+    checkpoint_every: int = field(
+        default=1,
+        metadata=_help(
+            "checkpoint period in iterations (a seeded checkpoint is kilobytes; a kill loses "
+            "at most the iterations since the last one)"
+        ),
+    )
+    snapshot_every: int = field(
+        default=20,
+        metadata=_help(
+            "iterations between snapshots of a growing state (the full/lowrank weights, "
+            "pycma's object): resume replays at most this many iterations"
+        ),
+    )
     progress: bool = field(default=True, metadata=_help("show a progress bar"))
     tensorboard: bool = field(default=True, metadata=_help("write TensorBoard events"))
     wandb_project: str | None = field(
@@ -224,7 +248,7 @@ class OutputSection:
     )
 
     def __post_init__(self) -> None:
-        _at_least(self, 0, "checkpoint_every")
+        _at_least(self, 1, "checkpoint_every", "snapshot_every")
         if self.wandb_project is not None and importlib.util.find_spec("wandb") is None:
             raise ValueError(
                 f"wandb_project={self.wandb_project!r} needs the wandb package: "
@@ -299,7 +323,15 @@ def flatten(nested: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 
 #: Settings two runs may differ in without computing different numbers (as on resume).
-MACHINE = ("threads", "progress", "out", "tensorboard", "wandb_project", "checkpoint_every")
+MACHINE = (
+    "threads",
+    "progress",
+    "out",
+    "tensorboard",
+    "wandb_project",
+    "checkpoint_every",
+    "snapshot_every",
+)
 
 
 def differences(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:

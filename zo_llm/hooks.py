@@ -113,15 +113,20 @@ class HeldoutEvaluation(Hook):
 class Checkpointing(Hook):
     """Writes the run's checkpoint every ``every`` iterations and after the last one.
 
-    The last checkpoint precedes the closing evaluation, so a run resumed from
-    it to more iterations logs exactly what an uninterrupted run would.
+    Between checkpoints it keeps the finished iteration's state in memory,
+    which Ctrl-C writes. The last checkpoint precedes the closing evaluation,
+    so a run resumed from it to more iterations logs exactly what an
+    uninterrupted run would.
     """
 
     def __init__(self, every: int) -> None:
         self.every = every
 
     def due(self, run: Experiment) -> bool:
-        return run.finished() or run.stop_requested is not None or super().due(run)
+        return True
 
     def after_iteration(self, run: Experiment, record: Record) -> None:
-        run.save_checkpoint()
+        if run.finished() or run.stop_requested is not None or super().due(run):
+            run.save_checkpoint()
+        else:
+            run.keep_state()

@@ -9,6 +9,7 @@ with the list of valid ones instead of being ignored.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, TypeVar
@@ -49,7 +50,20 @@ def make_config(config_class: type[C], options: dict[str, Any] | None, owner: st
         )
     hints = typing.get_type_hints(config_class)
     values = {name: _coerce(value, hints[name], name, owner) for name, value in options.items()}
-    return config_class(**values)
+    return check_finite(config_class(**values), owner)
+
+
+def check_finite(config: C, owner: str) -> C:
+    """``config`` itself, after checking that none of its float fields is inf or NaN.
+
+    Why every float: no option of zo-llm means anything at infinity, and a NaN
+    learning rate or sigma runs to the end and saves a model of NaNs.
+    """
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{owner}: option {field.name}={value} must be a finite number")
+    return config
 
 
 def _coerce(value: Any, annotation: Any, name: str, owner: str) -> Any:

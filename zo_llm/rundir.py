@@ -5,7 +5,9 @@
     run_config.json   the resolved config (every component's options) and the zo-llm version
     metrics.jsonl     one JSON object per iteration and per evaluation
     tensorboard/      the same numbers as TensorBoard events
-    checkpoint.pt     the latest checkpoint, replaced atomically
+    checkpoint.pt     the latest checkpoint (every iteration by default), replaced atomically
+    snapshots/        the latest snapshot of a growing state (iter-N.safetensors): resume
+                      replays only the iterations after it
     final/            the trained model, a save_pretrained folder with its tokenizer
     wandb_id, wandb/  with --wandb-project: the W&B run's id and its local files
 
@@ -29,6 +31,7 @@ CONFIG_FILE = "run_config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
 FINAL_DIR = "final"
+SNAPSHOT_DIR = "snapshots"
 
 
 class RunDir:
@@ -102,33 +105,142 @@ class RunDir:
 
         tmp = self.checkpoint_file.with_suffix(".tmp")
         torch.save(state, tmp)
+        _flush_to_disk(tmp)
         os.replace(tmp, self.checkpoint_file)
 
     def load_checkpoint(self) -> dict[str, Any]:
+        """The checkpoint's state; a damaged file is one error naming it and the way out."""
         import torch
 
         if not self.has_checkpoint():
             raise FileNotFoundError(f"{self.path} has no {CHECKPOINT_FILE}; nothing to resume")
-        return torch.load(self.checkpoint_file, weights_only=True)
+        try:
+            return torch.load(self.checkpoint_file, weights_only=True)
+        except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError...
+            raise ValueError(
+                f"{self.checkpoint_file} cannot be read ({type(error).__name__}: {error}); it is "
+                f"damaged or not a zo-llm checkpoint. Delete it to start the run over "
+                f"(zo-llm train --resume {self.path})"
+            ) from None
+
+    def clean_stale(self) -> None:
+        """Removes what a killed process can leave half-written: ``*.tmp`` files."""
+        for stale in [self.checkpoint_file.with_suffix(".tmp"), *self.snapshots.glob("*.tmp")]:
+            stale.unlink(missing_ok=True)
+
+    # --- snapshots ----------------------------------------------------------
+
+    @property
+    def snapshots(self) -> Path:
+        return self.path / SNAPSHOT_DIR
+
+    def save_snapshot(self, iteration: int, tensors: dict[str, Any]) -> str:
+        """Writes ``snapshots/iter-N.safetensors`` atomically; returns its name in the folder."""
+        from safetensors.torch import save_file
+
+        self.snapshots.mkdir(parents=True, exist_ok=True)
+        name = f"{SNAPSHOT_DIR}/iter-{iteration:07d}.safetensors"
+        tmp = self.path / f"{name}.tmp"
+        save_file({key: value.contiguous() for key, value in tensors.items()}, str(tmp))
+        _flush_to_disk(tmp)
+        os.replace(tmp, self.path / name)
+        return name
+
+    def open_snapshot(self, name: str) -> Any:
+        """A context manager yielding the snapshot ``name`` as a mapping read tensor by tensor."""
+        from safetensors import safe_open
+
+        path = self.path / name
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} is missing; the checkpoint needs it. Restore it, or delete "
+                f"{self.checkpoint_file} to start the run over"
+            )
+        return _Snapshot(safe_open(str(path), framework="pt", device="cpu"), path)
+
+    def prune_snapshots(self, keep: str | None) -> None:
+        """Deletes every snapshot but ``keep`` (the one the checkpoint names)."""
+        for path in self.snapshots.glob("iter-*.safetensors"):
+            if f"{SNAPSHOT_DIR}/{path.name}" != keep:
+                path.unlink(missing_ok=True)
 
     # --- metrics ------------------------------------------------------------
 
-    def metrics(self) -> list[dict[str, Any]]:
-        """The records of ``metrics.jsonl`` (none if it does not exist yet)."""
+    def metrics(self, lines: int | None = None) -> list[dict[str, Any]]:
+        """The records of ``metrics.jsonl`` (none if it does not exist yet); the first ``lines``.
+
+        With ``lines``, what follows them is not read: a killed run may have
+        left a half-written last line there.
+        """
         if not self.metrics_file.exists():
             return []
-        return read_metrics(self.metrics_file)
+        return read_metrics(self.metrics_file, lines)
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file (or of the run folder holding one)."""
+class _Snapshot:
+    """A snapshot file as a read-only mapping (``snapshot[key]`` reads one tensor)."""
+
+    def __init__(self, handle: Any, path: Path) -> None:
+        self._handle = handle
+        self.path = path
+
+    def __enter__(self) -> _Snapshot:
+        self._file = self._handle.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._handle.__exit__(*exc)
+
+    def keys(self) -> list[str]:
+        return list(self._file.keys())
+
+    def __getitem__(self, key: str) -> Any:
+        return self._file.get_tensor(key)
+
+    def part(self, prefix: str) -> _Part | None:
+        """The keys under ``prefix.`` as a mapping without the prefix (None: there are none)."""
+        if not any(key.startswith(prefix + ".") for key in self.keys()):
+            return None
+        return _Part(self, prefix + ".")
+
+
+class _Part:
+    """One component's share of a snapshot (``space.``, ``strategy.``)."""
+
+    def __init__(self, snapshot: _Snapshot, prefix: str) -> None:
+        self._snapshot = snapshot
+        self._prefix = prefix
+
+    def __getitem__(self, key: str) -> Any:
+        return self._snapshot[self._prefix + key]
+
+
+def read_metrics(path: str | Path, lines: int | None = None) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file (or of the run folder holding one).
+
+    ``lines``: only the first ones (what follows them is not parsed).
+    """
     path = Path(path)
     if path.is_dir():
         path = path / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text().splitlines()[:lines], 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not a JSON record ({error})") from None
+    return records
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _flush_to_disk(path: Path) -> None:
+    """fsync: a rename must not make visible a file whose bytes a crash can still lose."""
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())

@@ -14,9 +14,12 @@ run computes the same numbers as one that never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ import torch
 from .components import build_space, build_strategy, build_task, component_name, object_name
 from .config import SHORTCUTS, RunConfig, flatten, resolve
 from .evaluation import choose_evaluator, evaluate_heldout
+from .evaluation.rewards import RewardScorer
 from .hooks import Checkpointing, HeldoutEvaluation, Hook, Record, as_hook
 from .iteration import run_iteration
 from .logging import MetricsFile, ProgressBar, TensorBoard, Wandb
@@ -85,7 +89,8 @@ class Experiment:
         rows = config.model.generation_batch_size or evaluator_class.default_rows(device)
         max_new_tokens = config.model.max_new_tokens
         self.generator = TextGenerator(self.model, self.tokenizer, max_new_tokens, rows)
-        self.evaluator = evaluator_class(self.space, self.generator, self.task)
+        self.scorer = RewardScorer(self.task, config.loop.reward_timeout or None)
+        self.evaluator = evaluator_class(self.space, self.generator, self.task, self.scorer)
         self.rundir = RunDir(config.output.out) if config.output.out else None
         self.hooks = self._default_hooks(hooks)
         self.iteration = 0
@@ -96,6 +101,9 @@ class Experiment:
         self.stop_requested: str | None = None
         self.records: list[Record] = []
         self._resumed = False
+        self._snapshot: str | None = None  # the snapshot the checkpoint names, if any
+        self._snapshot_iteration = 0
+        self._unsaved: dict[str, Any] | None = None  # the state of a finished, unsaved iteration
         # the base model for eval_kl, loaded now: its loading is no evaluation's time
         self._reference = self._load_reference() if config.evaluation.eval_kl else None
 
@@ -130,9 +138,16 @@ class Experiment:
         start = time.perf_counter()
         examples = self.minibatch(self.iteration)
         encoded = self.generator.encode([self.task.prompt(e) for e in examples])
-        result = run_iteration(
-            self.strategy, lambda candidates: self.evaluator.evaluate(candidates, examples, encoded)
-        )
+        try:
+            result = run_iteration(
+                self.strategy,
+                lambda candidates: self.evaluator.evaluate(candidates, examples, encoded),
+            )
+        except OverflowError as error:  # a step beyond fp32 (see update_pairs)
+            raise TrainingDiverged(self.iteration + 1, [str(error)], self.out) from None
+        broken = self.space.nonfinite()
+        if broken:
+            raise TrainingDiverged(self.iteration + 1, broken, self.out)
         self.samples += result.evaluations * len(examples)
         self.iteration += 1
         seconds = time.perf_counter() - start
@@ -161,6 +176,7 @@ class Experiment:
             temperature=evaluation.eval_temperature,
             seed=self.config.loop.seed * 1_000_003 + self.iteration,  # resumes draw the same
             reference=self._reference,
+            scorer=self.scorer,
         )
         return {
             "type": "eval",
@@ -194,36 +210,61 @@ class Experiment:
     def run(self) -> list[Record]:
         """Trains up to ``loop.iterations`` and returns the records logged by this call.
 
-        A new run refuses a folder that already holds one (resume it instead).
+        A new run refuses a folder that holds a checkpoint (resume it instead);
+        a folder whose run never finished an iteration is reused. Ctrl-C or
+        SIGTERM abandons the iteration in progress, keeps the checkpoint of the
+        last finished one and raises :class:`RunInterrupted`.
         """
         if self.rundir is not None:
-            if not self._resumed and self.rundir.holds_run():
+            if not self._resumed and self.rundir.has_checkpoint():
                 raise FileExistsError(
                     f"{self.rundir.path} already holds a run; resume it "
                     f"(--resume {self.rundir.path}) or choose another --out"
                 )
+            self.rundir.clean_stale()
             self.rundir.write_config(self.config)
         self.records = []
         self.stop_requested = None
         try:
-            for hook in self.hooks:
-                hook.on_start(self)
-            for hook in self.hooks:
-                hook.after_start(self)
-            while not self.finished() and self.stop_requested is None:
-                record = self.step()
-                self.log(record)
-                for hook in self.hooks:
-                    if hook.due(self):
-                        hook.after_iteration(self, record)
-            for hook in self.hooks:
-                hook.on_end(self)
+            with _signals_interrupt():
+                self._loop()
+        except KeyboardInterrupt as interrupt:
+            raise self._interrupted(interrupt) from None
         finally:
+            self.scorer.close()
             for hook in self.hooks:
                 hook.close(self)
         if self.rundir is not None:
             self.save_final(self.rundir.final)
         return self.records
+
+    def _loop(self) -> None:
+        for hook in self.hooks:
+            hook.on_start(self)
+        for hook in self.hooks:
+            hook.after_start(self)
+        while not self.finished() and self.stop_requested is None:
+            record = self.step()
+            self.log(record)
+            for hook in self.hooks:
+                if hook.due(self):
+                    hook.after_iteration(self, record)
+        for hook in self.hooks:
+            hook.on_end(self)
+
+    def _interrupted(self, interrupt: KeyboardInterrupt) -> RunInterrupted:
+        """Saves the last finished iteration if its checkpoint was not written yet."""
+        if self.rundir is not None and self._unsaved is not None:
+            self.save_checkpoint(self._unsaved, snapshot=False)  # the weights may be mid-move
+        signum = getattr(interrupt, "signum", signal.SIGINT)
+        saved = self._saved_iteration()
+        return RunInterrupted(signum, saved, self.out)
+
+    def _saved_iteration(self) -> int | None:
+        """The iteration of the run folder's checkpoint (None: none yet)."""
+        if self.rundir is None or not self.rundir.has_checkpoint():
+            return None
+        return int(self.rundir.load_checkpoint()["iteration"])
 
     # --- state ----------------------------------------------------------
 
@@ -239,17 +280,64 @@ class Experiment:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continues from a checkpoint: the next :meth:`run` appends to the kept records."""
-        self.strategy.load_state_dict(state["strategy"])
-        self.space.load_state_dict(state["space"])
+        """Continues from a checkpoint: the next :meth:`run` appends to the kept records.
+
+        A checkpoint that names a snapshot (``state["snapshot"]``, a file of the
+        run folder) loads the growing states from it and replays only what
+        came after it.
+        """
+        name = state.get("snapshot")
+        if name is None:
+            self.strategy.load_state_dict(state["strategy"])
+            self.space.load_state_dict(state["space"])
+        else:
+            with self.rundir.open_snapshot(name) as snapshot:
+                for component, key in ((self.strategy, "strategy"), (self.space, "space")):
+                    part = snapshot.part(key)
+                    if part is None:
+                        component.load_state_dict(state[key])
+                    else:
+                        component.load_state_dict(state[key], part)
+            self._snapshot, self._snapshot_iteration = name, int(state["snapshot_iteration"])
         self.iteration = int(state["iteration"])
         self.elapsed = float(state["elapsed"])
         self.samples = int(state["samples"])
         self.logged_lines = int(state["metrics_lines"])
         self._resumed = True
 
-    def save_checkpoint(self) -> None:
-        self.rundir.save_checkpoint(self.state_dict())
+    def keep_state(self) -> None:
+        """Holds the state of the iteration just finished, for a checkpoint written on Ctrl-C."""
+        self._unsaved = self.state_dict()
+
+    def save_checkpoint(self, state: dict[str, Any] | None = None, snapshot: bool = True) -> None:
+        """Writes the checkpoint (of now, or ``state``), with a snapshot when one is due.
+
+        A snapshot is due ``output.snapshot_every`` iterations after the last
+        one, for the components whose state grows (:meth:`Parametrization.snapshot`);
+        it is written before the checkpoint that names it, and the one before
+        it is deleted after, so a kill at any point leaves a checkpoint whose
+        snapshot exists.
+        """
+        state = dict(state if state is not None else self.state_dict())
+        if snapshot and self.iteration - self._snapshot_iteration >= self._snapshot_period():
+            tensors = self._snapshot_tensors()
+            if tensors:
+                self._snapshot = self.rundir.save_snapshot(self.iteration, tensors)
+                self._snapshot_iteration = self.iteration
+        state["snapshot"], state["snapshot_iteration"] = self._snapshot, self._snapshot_iteration
+        self.rundir.save_checkpoint(state)
+        self.rundir.prune_snapshots(self._snapshot)
+        self._unsaved = None
+
+    def _snapshot_period(self) -> int:
+        return self.config.output.snapshot_every
+
+    def _snapshot_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {}
+        for component, key in ((self.strategy, "strategy"), (self.space, "space")):
+            for name, tensor in (component.snapshot() or {}).items():
+                tensors[f"{key}.{name}"] = tensor
+        return tensors
 
     def save_final(self, path: Path) -> None:
         """The trained model as a ``save_pretrained`` folder, tokenizer included."""
@@ -381,9 +469,9 @@ def resume(
     when the run used objects that are not registered by name.
     """
     rundir = RunDir(run_dir)
-    state = rundir.load_checkpoint()
     saved = rundir.read_config()
-    done = int(state["iteration"])
+    state = rundir.load_checkpoint() if rundir.has_checkpoint() else None  # None: starts over
+    done = int(state["iteration"]) if state is not None else 0
     if iterations is not None and iterations < done:
         raise ValueError(
             f"{run_dir} is at iteration {done}; --iterations {iterations} would not continue it "
@@ -393,11 +481,77 @@ def resume(
     changes = {key: value for key, value in changes.items() if value is not None}
     config = resolve(saved, _layer_of_objects(objects), changes, {"out": str(run_dir)})
     experiment = Experiment(config, hooks=hooks, **objects)
-    experiment.load_state_dict(state)
-    kept = [r for r in rundir.metrics()[: experiment.logged_lines] if r["type"] == "eval"]
+    if state is None:
+        experiment._resumed = True  # noqa: SLF001 - the folder is this run's, to start over in
+    else:
+        experiment.load_state_dict(state)
+    kept = [r for r in rundir.metrics(experiment.logged_lines) if r["type"] == "eval"]
     experiment.evaluated_at = kept[-1]["iteration"] if kept else None
     experiment.run()
     return experiment
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run; the checkpoint of its last finished iteration is kept.
+
+    A ``KeyboardInterrupt``, so code that catches ``Exception`` lets it through.
+    ``exit_code`` is the shell's convention (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int, saved_iteration: int | None, out: Path | None) -> None:
+        self.signum, self.saved_iteration, self.out = signum, saved_iteration, out
+        self.exit_code = 128 + int(signum)
+        name = signal.Signals(signum).name
+        if out is None:
+            message = f"{name}: stopped (the run writes no folder, so nothing is kept)"
+        elif saved_iteration is None:
+            message = (
+                f"{name}: stopped before the first checkpoint; "
+                f"zo-llm train --resume {out} starts it over"
+            )
+        else:
+            message = (
+                f"{name}: stopped; checkpoint of iteration {saved_iteration} kept; "
+                f"continue with: zo-llm train --resume {out}"
+            )
+        super().__init__(message)
+
+
+class TrainingDiverged(RuntimeError):
+    """An update made searched weights inf or NaN; nothing of that iteration is saved."""
+
+    def __init__(self, iteration: int, tensors: list[str], out: Path | None) -> None:
+        more = f" and {len(tensors) - 3} more" if len(tensors) > 3 else ""
+        shown = ", ".join(tensors[:3]) + more
+        kept = f"; the checkpoint of iteration {iteration - 1} in {out} is kept" if out else ""
+        super().__init__(
+            f"iteration {iteration}: the update made {shown} inf or NaN, so the run stopped "
+            f"without saving a model{kept}. Lower --lr (or --sigma) and start again"
+        )
+        self.iteration, self.tensors = iteration, tensors
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Python is running, as Ctrl-C raises ``KeyboardInterrupt``."""
+
+    signum = signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Inside, SIGTERM interrupts like Ctrl-C (only the main thread can install handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def load_run_config(run_dir: str | Path) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -89,13 +90,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     from . import quiet_transformers
 
     quiet_transformers()
-    from ..runner import Experiment, resume
+    from ..runner import Experiment, RunInterrupted, TrainingDiverged, resume
 
-    if args.resume is not None:
-        experiment = resume(args.resume, **_resume_overrides(args))
-    else:
-        experiment = Experiment(resolve_train_config(args))
-        experiment.run()
+    try:
+        if args.resume is not None:
+            experiment = resume(args.resume, **_resume_overrides(args))
+        else:
+            experiment = Experiment(resolve_train_config(args))
+            experiment.run()
+    except RunInterrupted as stop:
+        print(f"\nzo-llm train: {stop}", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:  # before the run started (the model loading, say)
+        print("\nzo-llm train: interrupted before the run started", file=sys.stderr)
+        return 130
+    except TrainingDiverged as error:
+        print(f"zo-llm train: error: {error}", file=sys.stderr)
+        return 1
     _report(experiment)
     return 0
 

@@ -1,9 +1,10 @@
 """The evaluator seam: score a population of candidates on one prompt minibatch.
 
-Reward policy (documented in docs/): a reward function that raises, or returns
-NaN/inf, for one completion does not stop the run. That completion's reward is
-recorded as NaN and counted in ``reward_failures``; a member's reward is the
-mean of its finite completion rewards (NaN if none is finite), and the
+Reward policy (documented in docs/): a reward function that raises, times
+out, returns no real number or returns NaN/inf, for one completion does not
+stop the run (see :mod:`zo_llm.evaluation.rewards`). That completion's reward
+is recorded as NaN and counted in ``reward_failures``; a member's reward is
+the mean of its finite completion rewards (NaN if none is finite), and the
 strategy replaces a NaN member by the population's worst finite reward.
 The first failure of each kind is logged with its example.
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -31,14 +31,13 @@ from ..iteration import Scores
 from ..parametrizations.base import candidate_vector
 from ..registry import Registry
 from ..tasks.base import mean_finite
+from .rewards import RewardScorer
 
 if TYPE_CHECKING:
     from ..models.generation import TextGenerator
     from ..parametrizations.base import Parametrization
     from ..strategies.base import AnyCandidate
     from ..tasks.base import Example, Task
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 AUTO = "auto"
@@ -54,7 +53,13 @@ class Evaluator(ABC):
     preference: ClassVar[int] = 100
     name: ClassVar[str] = "evaluator"  # set by the registry
 
-    def __init__(self, space: Parametrization, generator: TextGenerator, task: Task) -> None:
+    def __init__(
+        self,
+        space: Parametrization,
+        generator: TextGenerator,
+        task: Task,
+        scorer: RewardScorer | None = None,
+    ) -> None:
         if not self.supports(type(space)):
             raise ValueError(
                 f"evaluator {self.name!r} cannot run space {type(space).__name__}; evaluators "
@@ -63,6 +68,8 @@ class Evaluator(ABC):
         self.space = space
         self.generator = generator
         self.task = task
+        #: How rewards are called (the run's time limit); default: in this process.
+        self.scorer = scorer if scorer is not None else RewardScorer(task)
 
     @classmethod
     def supports(cls, space: type[Parametrization]) -> bool:
@@ -117,20 +124,18 @@ def _able(space: type[Parametrization]) -> list[str]:
     return [n for n in EVALUATORS.names() if EVALUATORS.get(n).supports(space)]
 
 
-def score(task: Task, examples: Sequence[Example], completions: Sequence[str]) -> list[float]:
-    """Rewards of ``completions``; failures become NaN (see the module's reward policy)."""
-    rewards = []
-    for example, completion in zip(examples, completions, strict=True):
-        try:
-            value = float(task.reward(example, completion))
-        except Exception as error:  # a user's reward must not kill a long run
-            _warn_once(f"reward raised {type(error).__name__}: {error}", example)
-            value = float("nan")
-        if not math.isfinite(value):
-            _warn_once(f"reward returned {value}", example)
-            value = float("nan")
-        rewards.append(value)
-    return rewards
+def score(
+    task: Task,
+    examples: Sequence[Example],
+    completions: Sequence[str],
+    scorer: RewardScorer | None = None,
+) -> list[float]:
+    """Rewards of ``completions``; failures become NaN (see the module's reward policy).
+
+    Through ``scorer`` where given (the run's, with its time limit), else in
+    this process.
+    """
+    return (scorer or RewardScorer(task))(examples, completions)
 
 
 def around_offsets(
@@ -147,24 +152,21 @@ def around_offsets(
 
 
 def score_members(
-    task: Task, examples: Sequence[Example], completions: Sequence[Sequence[str]]
+    scorer: RewardScorer, examples: Sequence[Example], completions: Sequence[Sequence[str]]
 ) -> Scores:
-    """Each member's mean finite reward over its completions of ``examples``, and failures."""
-    rewards, failures = [], 0
-    for member in completions:
-        values = score(task, examples, member)
-        failures += sum(1 for v in values if math.isnan(v))
-        rewards.append(mean_finite(values))
+    """Each member's mean finite reward over its completions of ``examples``, and failures.
+
+    The whole population is scored in one call of ``scorer`` (one message to
+    its process).
+    """
+    flat = [completion for member in completions for completion in member]
+    values = scorer(list(examples) * len(completions), flat)
+    rewards, failures, size = [], 0, len(examples)
+    for start in range(0, len(values), size):
+        member = values[start : start + size]
+        failures += sum(1 for v in member if math.isnan(v))
+        rewards.append(mean_finite(member))
     return Scores(np.asarray(rewards, dtype=np.float64), failures)
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(message: str, example: Example) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        logger.warning("%s (scored as NaN; example: %r)", message, example)
 
 
 def evaluate_candidates(

@@ -10,14 +10,21 @@ import torch
 from ..models.generation import TextGenerator
 from ..tasks.base import Example, Task
 from .base import score
+from .rewards import RewardScorer
 
 
 def evaluate_task(
-    generator: TextGenerator, task: Task, examples: Sequence[Example]
+    generator: TextGenerator,
+    task: Task,
+    examples: Sequence[Example],
+    scorer: RewardScorer | None = None,
 ) -> tuple[dict[str, float], list[str]]:
-    """The task's metrics of the current model on ``examples``, and the completions."""
+    """The task's metrics of the current model on ``examples``, and the completions.
+
+    Rewards go through ``scorer`` where given (a run's, with its time limit).
+    """
     completions = generator.generate(generator.encode([task.prompt(e) for e in examples]))
-    rewards = score(task, examples, completions)
+    rewards = score(task, examples, completions, scorer)
     metrics = dict(task.metrics(examples, completions, rewards))
     metrics["reward_failures"] = sum(1 for r in rewards if math.isnan(r))
     return metrics, completions
@@ -30,6 +37,7 @@ def evaluate_sampled(
     samples: int,
     temperature: float = 1.0,
     seed: int = 0,
+    scorer: RewardScorer | None = None,
 ) -> tuple[dict[str, float], list[str]]:
     """The task's metrics on ``samples`` sampled completions per example (keys ``sampled_*``).
 
@@ -54,7 +62,7 @@ def evaluate_sampled(
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         completions = sampler.generate(sampler.encode([task.prompt(e) for e in repeated]))
-    rewards = score(task, repeated, completions)
+    rewards = score(task, repeated, completions, scorer)
     metrics = dict(task.metrics(repeated, completions, rewards))
     metrics["reward_failures"] = sum(1 for r in rewards if math.isnan(r))
     return {f"sampled_{k}": v for k, v in metrics.items()}, completions
@@ -69,17 +77,18 @@ def evaluate_heldout(
     temperature: float = 1.0,
     seed: int = 0,
     reference: torch.nn.Module | None = None,
+    scorer: RewardScorer | None = None,
 ) -> tuple[dict[str, float], dict[str, list[str]]]:
     """Greedy metrics, plus ``sampled_*`` ones (``samples`` > 0) and KL from ``reference``.
 
     The held-out evaluation of ``zo-llm eval`` and of a run alike. Returns the
     metrics and the completions (``completions``, ``sampled_completions``).
     """
-    metrics, completions = evaluate_task(generator, task, examples)
+    metrics, completions = evaluate_task(generator, task, examples, scorer)
     outputs = {"completions": completions}
     if samples:
         sampled, outputs["sampled_completions"] = evaluate_sampled(
-            generator, task, examples, samples, temperature, seed
+            generator, task, examples, samples, temperature, seed, scorer
         )
         metrics.update(sampled)
     if reference is not None:

@@ -193,12 +193,59 @@ class Parametrization(ABC):
         """What a checkpoint needs to rebuild the current point from the bound base model."""
 
     @abstractmethod
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Moves the bound (base) model to the point described by ``state``."""
+    def load_state_dict(self, state: dict[str, Any], snapshot: Any = None) -> None:
+        """Moves the bound (base) model to the point described by ``state``.
+
+        ``snapshot`` is what :meth:`snapshot` returned at some earlier point of
+        the same run (a mapping of tensors, read lazily), given only to a space
+        whose :meth:`snapshot` returns one: the space starts from it and
+        replays only what ``state`` records after it.
+        """
+
+    def snapshot(self) -> dict[str, torch.Tensor] | None:
+        """The current point as tensors, for a space whose :meth:`state_dict` grows.
+
+        Why: a seeded space's state is its update history, replayed from the
+        base model on load, so loading a long run would take as long as the run
+        did. The runner writes a snapshot every few checkpoints, and loading
+        replays only the updates after it. None (the default): the state does
+        not grow (explicit factors or a vector), no snapshot is needed.
+        """
+        return None
+
+    def nonfinite(self) -> list[str]:
+        """Names of the searched tensors holding an inf or NaN (the run stops on any).
+
+        The default checks the vector of a vector space; a seeded space
+        checks the tensors it moves.
+        """
+        if VECTOR in self.kinds and self.dim:
+            return [] if bool(torch.isfinite(self.get_vector()).all()) else ["vector"]
+        return []
 
     @abstractmethod
     def save_pretrained(self, path: str | Path) -> None:
         """Writes a folder that plain transformers (or peft) loads."""
+
+
+#: The largest coefficient an fp32 accumulation takes (torch refuses larger scalars).
+FP32_MAX = 3.4028234663852886e38
+
+
+def update_pairs(update: SeededUpdate) -> list[tuple[int, float]]:
+    """``update`` as ``(int, float)`` pairs; a coefficient beyond fp32's range is refused.
+
+    Why: such a step (a huge learning rate times a huge reward) can only make
+    the weights inf; torch would raise its own overflow error mid-update.
+
+    Raises:
+      OverflowError: naming the coefficient (the runner stops the run on it).
+    """
+    pairs = [(int(seed), float(coeff)) for seed, coeff in update]
+    for seed, coeff in pairs:
+        if not abs(coeff) <= FP32_MAX:
+            raise OverflowError(f"update coefficient {coeff:g} of seed {seed} is beyond fp32")
+    return pairs
 
 
 def candidate_vector(candidate: Any) -> torch.Tensor | None:

@@ -52,3 +52,6 @@ class DelegatingSpace(Parametrization):
 
     def set_vector(self, vector: torch.Tensor) -> None:
         self.inner.set_vector(vector)
+
+    def nonfinite(self) -> list[str]:
+        return self.inner.nonfinite()

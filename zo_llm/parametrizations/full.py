@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..lazy import no_grad, torch
-from .base import PARAMETRIZATIONS, SEEDED, Parametrization, SeededUpdate
+from .base import PARAMETRIZATIONS, SEEDED, Parametrization, SeededUpdate, update_pairs
 from .noise import (
     chunk_bounds,
     chunk_noise,
@@ -116,6 +116,7 @@ class FullWeights(Parametrization):
         super().__init__(config)
         self._targets: list[_Target] = []
         self._history: list[dict[str, Any]] = []
+        self.replayed_updates = 0  # by the last load_state_dict: what a snapshot saves
         # (seed, scale, patches) of the member perturbation; (update, patches) of the shift
         self._active: tuple[int, float, list[Patch]] | None = None
         self._shift: tuple[SeededUpdate, list[Patch]] | None = None
@@ -285,7 +286,7 @@ class FullWeights(Parametrization):
             raise RuntimeError("shift() during a perturbation; unperturb() first")
         if self._shift is not None:
             raise RuntimeError("shift() called twice without unshift(); restore first")
-        update = [(int(seed), float(coeff)) for seed, coeff in update]
+        update = update_pairs(update)
         self._shift = (update, self._add_exactly(update) if update else [])
 
     @no_grad
@@ -301,7 +302,7 @@ class FullWeights(Parametrization):
 
     @no_grad
     def update_norm(self, update: SeededUpdate) -> float:
-        update = [(int(seed), float(coeff)) for seed, coeff in update]
+        update = update_pairs(update)
         if not update:
             return 0.0
 
@@ -315,7 +316,7 @@ class FullWeights(Parametrization):
     def apply_update(self, update: SeededUpdate, decay: float = 0.0) -> None:
         if self._active is not None or self._shift is not None:
             raise RuntimeError("apply_update() during a perturbation; unperturb()/unshift() first")
-        update = [(int(seed), float(coeff)) for seed, coeff in update]
+        update = update_pairs(update)
 
         def step(chunk: _Chunk) -> None:
             target, index, view = chunk
@@ -365,11 +366,29 @@ class FullWeights(Parametrization):
     def state_dict(self) -> dict[str, Any]:
         return {"history": [dict(entry) for entry in self._history]}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """The searched tensors as they are (not copied), and how many updates made them."""
+        tensors = {f"tensor.{t.name}": t.param.detach() for t in self._targets}
+        return {**tensors, "updates": torch.tensor(len(self._history))}
+
+    @no_grad
+    def load_state_dict(self, state: dict[str, Any], snapshot: Any = None) -> None:
+        """Replays ``state``'s updates onto the base model, or onto ``snapshot`` those after it."""
         if self._history:
             raise RuntimeError("load_state_dict() replays onto the base model; bind a fresh one")
-        for entry in state["history"]:
+        history = [dict(entry) for entry in state["history"]]
+        done = 0
+        if snapshot is not None:
+            done = int(snapshot["updates"])
+            for target in self._targets:
+                target.param.copy_(snapshot[f"tensor.{target.name}"])
+        self._history = history[:done]
+        for entry in history[done:]:
             self.apply_update(entry["update"], entry["decay"])
+        self.replayed_updates = len(history) - done
+
+    def nonfinite(self) -> list[str]:
+        return [t.name for t in self._targets if not bool(torch.isfinite(t.param).all())]
 
     def save_pretrained(self, path: str | Path) -> None:
         self.model.save_pretrained(str(path))

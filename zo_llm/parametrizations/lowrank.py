@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..lazy import no_grad, torch
-from .base import PARAMETRIZATIONS, SeededUpdate
+from .base import PARAMETRIZATIONS, SeededUpdate, update_pairs
 from .full import FullWeights, _Target, check_patterns
 from .noise import chunk_noise, name_key
 from .rows import add_block_products, forward_hooks
@@ -153,7 +153,7 @@ class LowRankWeights(FullWeights):
         """``W <- (1 - decay) W + [c_n A_n] [B_n]^T / sqrt(r)``: one fp32 matmul per matrix."""
         if self._active is not None or self._shift is not None:
             raise RuntimeError("apply_update() during a perturbation; unperturb()/unshift() first")
-        update = [(int(seed), float(coeff)) for seed, coeff in update]
+        update = update_pairs(update)
         for target in self._targets:
             dtype = torch.float64 if target.param.dtype == torch.float64 else torch.float32
             new = target.param.data.to(dtype, copy=True)

@@ -296,9 +296,20 @@ class Strategy(ABC):
         """Everything needed to continue bit-identically (the point itself lives in the space)."""
         return {"generation": self.generation, "seed": self.seed}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], snapshot: Any = None) -> None:
+        """Continues from ``state`` (and from ``snapshot``, for a strategy that makes them)."""
+        del snapshot
         self.generation = int(state["generation"])
         self.seed = int(state["seed"])
+
+    def snapshot(self) -> dict[str, torch.Tensor] | None:
+        """The strategy's state as tensors, for one whose :meth:`state_dict` grows with the run.
+
+        As :meth:`Parametrization.snapshot`: the runner writes one every few
+        checkpoints and loading replays only what came after it. None (the
+        default): the state does not grow.
+        """
+        return None
 
 
 def spaces_searched_by(kinds: Iterable[str]) -> list[str]:

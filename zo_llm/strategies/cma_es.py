@@ -23,11 +23,14 @@ The adapter is thin:
   is deterministic given its seed and the values it is told, so the state is
   the start point and the values told per generation, and loading replays
   them into a fresh ``CMAEvolutionStrategy`` (a test checks the replayed run
-  continues bit-identically). Replay costs one ``tell`` per past generation.
+  continues bit-identically). Replay costs one ``tell`` per past generation,
+  so the runner's periodic snapshot holds pycma's object pickled (its own
+  random stream included) and loading replays only the tells after it.
 """
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +102,7 @@ class CMAES(VectorStrategy):
         self._told: list[list[float]] = []  # -rewards told per generation, for replay
         self._asked: list[np.ndarray] = []
         self._device = torch.device("cpu")
+        self.replayed_tells = 0  # by the last load_state_dict: what a snapshot saves
 
     @classmethod
     def test_config(cls) -> CMAESConfig:
@@ -164,15 +168,29 @@ class CMAES(VectorStrategy):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "x0": self._x0, "told": [list(v) for v in self._told]}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def snapshot(self) -> dict[str, torch.Tensor] | None:
+        """pycma's object pickled (its private random stream included), and the tells before it."""
+        if not self.started:
+            return None
+        pickled = torch.frombuffer(bytearray(pickle.dumps(self._es)), dtype=torch.uint8)
+        return {"pycma": pickled, "told": torch.tensor(len(self._told))}
+
+    def load_state_dict(self, state: dict[str, Any], snapshot: Any = None) -> None:
         super().load_state_dict(state)
         if not self.started:
             return
         pending = self._pending
         self._start(state["x0"].to(self.space.get_vector().device))
-        for values in state["told"]:
+        told = [list(v) for v in state["told"]]
+        done = 0
+        if snapshot is not None:
+            # the run's own snapshot file, written by this class: unpickling it is trusted
+            self._es = pickle.loads(snapshot["pycma"].numpy().tobytes())  # noqa: S301
+            done = int(snapshot["told"])
+        for values in told[done:]:
             self._es.tell(self._es.ask(), list(values))
-        self._told = [list(v) for v in state["told"]]
+        self._told = told
+        self.replayed_tells = len(told) - done
         if pending is not None:
             self._asked = self._es.ask()
             if not np.array_equal(np.stack(self._asked), pending.cpu().numpy()):
