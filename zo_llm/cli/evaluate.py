@@ -6,12 +6,16 @@ Settings: defaults < the run that saved the model (``--model RUN/final`` reads
 RUN/final`` repeats the run's held-out evaluation (greedy: the run's
 ``eval_samples`` and ``eval_kl`` are not repeated; ``--samples`` and
 ``--reference`` do that).
+
+A model whose weights hold NaN or inf (saved by a run that diverged, say) is
+still scored, after one warning on stderr: its scores are not meaningful.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -123,11 +127,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if config.model.threads:
         torch.set_num_threads(config.model.threads)
     model, tokenizer = load_model(config.model.name, config.model.dtype, config.model.device)
+    warn_non_finite(model, config.model.name)
     rows = config.model.generation_batch_size or Evaluator.default_rows(model.device)
     generator = TextGenerator(model, tokenizer, config.model.max_new_tokens, rows)
     reference = None
     if args.reference:
         reference, _ = load_model(args.reference, config.model.dtype, config.model.device)
+        warn_non_finite(reference, args.reference)
     metrics, outputs = evaluate_heldout(
         generator,
         task,
@@ -151,3 +157,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"metrics": metrics, **outputs}, indent=2))
     return 0
+
+
+def non_finite_parameters(model: Any) -> dict[str, int]:
+    """``{parameter name: count of its NaN/inf values}`` for each parameter that has any.
+
+    Read in chunks of 16M values, so the check never holds a mask of a whole
+    embedding matrix.
+    """
+    import torch
+
+    found = {}
+    for name, parameter in model.named_parameters():
+        flat = parameter.detach().reshape(-1)
+        bad = sum(chunk.numel() - int(torch.isfinite(chunk).sum()) for chunk in flat.split(1 << 24))
+        if bad:
+            found[name] = bad
+    return found
+
+
+def warn_non_finite(model: Any, name: str) -> None:
+    """One warning on stderr if ``model``'s weights hold NaN or inf."""
+    found = non_finite_parameters(model)
+    if not found:
+        return
+    tensors = sum(1 for _ in model.parameters())
+    shown = ", ".join(list(found)[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+    print(
+        f"zo-llm eval: warning: {name} has {sum(found.values())} non-finite (NaN or inf) "
+        f"weights in {len(found)} of its {tensors} parameter tensors ({shown}); its scores "
+        "below are not meaningful (was it saved by a run that diverged?)",
+        file=sys.stderr,
+    )

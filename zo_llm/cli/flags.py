@@ -107,13 +107,20 @@ def parse_key_values(pairs: list[str], what: str) -> dict[str, str]:
 
 
 def read_toml(path: Path | None, what: str = "config file") -> dict[str, Any]:
-    """A TOML file's tables ({} without a path); names the file in every error."""
+    """A TOML file's tables ({} without a path); names the file in every error.
+
+    Raises:
+      FileNotFoundError: the file does not exist.
+      ValueError: it is a folder, not UTF-8, or not valid TOML (the parser's line and column).
+    """
     if path is None:
         return {}
     if not path.exists():
         raise FileNotFoundError(f"{what} {path} does not exist")
+    from ..tasks.loading import read_text
+
+    text = read_text(path, what)
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid TOML: {error}") from None
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{what} {path} is not valid TOML: {error}; fix it there") from None

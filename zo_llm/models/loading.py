@@ -2,6 +2,11 @@
 
 Gradient-free training only ever runs the model forward, so models are put in
 eval mode with gradients switched off: no autograd buffers, inference memory.
+
+A local folder is checked before anything is read from it
+(:func:`check_model_folder`): a folder without ``config.json``, weights or a
+tokenizer fails with one message naming the folder, the missing files and
+how to add them, not with the error transformers gives half-way through.
 """
 
 from __future__ import annotations
@@ -17,6 +22,24 @@ from transformers import (
 )
 
 from .aliases import ALIASES, resolve_alias
+
+#: Files that hold a model's weights in a save_pretrained folder (any one will do).
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+#: Files that hold a tokenizer's vocabulary (any one will do): the fast tokenizer's
+#: ``tokenizer.json``, or a slow tokenizer's sentencepiece or BPE/WordPiece files.
+VOCABULARY_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "vocab.json",
+    "vocab.txt",
+)
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -59,23 +82,101 @@ def load_model(
             f"model {source!r} does not exist; give a hub id, a local folder, a .gguf file "
             f"or an alias ({', '.join(ALIASES)})"
         )
+    torch_dtype, target = resolve_dtype(dtype), resolve_device(device)  # before any loading
+    path = Path(source).expanduser()
+    local = path.exists()  # a folder or a .gguf file, not a hub id
+    if path.is_dir():
+        check_model_folder(path)
     try:
         if source.endswith(".gguf"):
-            model, tokenizer = _load_gguf(Path(source).expanduser(), resolve_dtype(dtype))
+            model, tokenizer = _load_gguf(path, torch_dtype)
         else:
             tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype))
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
     except OSError as error:
+        if local:
+            raise OSError(f"could not load the model in {source}: {_one_line(error)}") from None
         raise OSError(
             f"could not load model {source!r}: it is not a local model folder and the hub "
             f"could not provide it (offline? HF_HUB_OFFLINE is set to "
-            f"{_offline_setting()}). Pass a local folder or a reachable hub id. ({error})"
+            f"{_offline_setting()}). Pass a local folder or a reachable hub id. "
+            f"({_one_line(error)})"
         ) from error
+    except Exception as error:
+        if not local or not _is_file_error(error):
+            raise
+        raise ValueError(
+            f"could not read the model in {source}: {type(error).__name__}: {_one_line(error)}; "
+            "a file there is damaged or incomplete: save the model again "
+            "(model.save_pretrained(folder))"
+        ) from None
     prepare_tokenizer(tokenizer)
-    model.to(resolve_device(device))
+    model.to(target)
     model.eval()
     model.requires_grad_(False)
     return model, tokenizer
+
+
+def check_model_folder(folder: str | Path) -> None:
+    """Refuses a local folder that cannot be a saved model with its tokenizer.
+
+    Only file names are looked at, so this runs before any weights are read.
+
+    Raises:
+      FileNotFoundError: naming the folder, what it lacks and how to add it: no
+        ``config.json`` (or a zo-llm run folder, or a peft adapter, where
+        ``final/`` or the base model was meant), no weights, or no tokenizer files.
+    """
+    folder = Path(folder).expanduser()
+    have = {p.name for p in folder.iterdir()}
+    if "config.json" not in have:
+        if "run_config.json" in have and (folder / "final").is_dir():
+            hint = f"it is a zo-llm run folder; its trained model is {folder / 'final'}"
+        elif gguf := sorted(name for name in have if name.endswith(".gguf")):
+            hint = f"to load a GGUF model pass its file, {folder / gguf[0]}"
+        elif "adapter_config.json" in have:
+            hint = (
+                "it holds a peft adapter, not a model; pass the run's final/ folder (the merged "
+                "model) or load the base model and the adapter with PeftModel.from_pretrained"
+            )
+        else:
+            hint = "it is not a saved model; save one there with model.save_pretrained(folder)"
+        raise FileNotFoundError(f"model folder {folder} has no config.json: {hint}")
+    if not have.intersection(WEIGHT_FILES) and not any(n.endswith(".safetensors") for n in have):
+        raise FileNotFoundError(
+            f"model folder {folder} has config.json but no weights (model.safetensors or "
+            "pytorch_model.bin); save the model there with model.save_pretrained(folder)"
+        )
+    if not have.intersection(VOCABULARY_FILES):
+        present = sorted(have.intersection({"tokenizer_config.json", "special_tokens_map.json"}))
+        but = f" (only {', '.join(present)})" if present else ""
+        raise FileNotFoundError(
+            f"model folder {folder} has no tokenizer files{but}: it needs tokenizer.json and "
+            "tokenizer_config.json (or a slow tokenizer's tokenizer.model / vocab.json and "
+            "merges.txt). Save the tokenizer of the model it came from into it: "
+            f"AutoTokenizer.from_pretrained(BASE).save_pretrained({str(folder)!r})"
+        )
+
+
+def _is_file_error(error: BaseException) -> bool:
+    """Whether ``error`` is a library's complaint about a damaged file it read.
+
+    safetensors' ``SafetensorError`` (a truncated header), torch's unpickling
+    errors (a truncated ``pytorch_model.bin``) and JSON errors in its files.
+    """
+    import json
+    import pickle
+
+    from safetensors import SafetensorError
+
+    damaged = (json.JSONDecodeError, EOFError, pickle.UnpicklingError, SafetensorError)
+    if isinstance(error, damaged):
+        return True
+    return isinstance(error, RuntimeError) and "PytorchStreamReader" in str(error)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 def _load_gguf(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

@@ -10,12 +10,17 @@ fidelity"): the answer is parsed with :mod:`ast` and evaluated exactly with
 :class:`fractions.Fraction` instead of ``eval``, so ``2**3`` scores 0 and
 ``9**9**9`` cannot hang the process; and only the completion is scored, so the
 example ``<answer>`` tags inside the prompt earn nothing.
+
+The answer's grammar: integer literals, ``+ - * /``, unary minus and
+parentheses. Whitespace of any kind (spaces, tabs, newlines) between its
+tokens is ignored, wherever it stands, as Python's tokenizer ignores it inside
+parentheses: ``1 +\n2`` is ``1 + 2``. Whitespace never joins digits, so
+``1 0`` is not ``10`` (the answer scores 0).
 """
 
 from __future__ import annotations
 
 import ast
-import json
 import math
 import random
 import re
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 from .base import TASKS, DataTask, DataTaskConfig, Example, Prompt, ask, check_sizes, mean_finite
+from .loading import read_json_records
 
 DEFAULT_PROMPT = (
     "Using the numbers {numbers}, create an equation that equals {target}. You can use basic "
@@ -152,15 +158,17 @@ def _walk(node: ast.AST, used: list[int], depth: int) -> Fraction:
 def parse_equation(expression: str) -> tuple[Fraction, list[int]] | None:
     """Value of ``expression`` and the integer literals it uses, or None if not allowed.
 
-    Allowed: integer literals, binary + - * /, unary minus/plus and parentheses.
-    The length cap and character filter run before :func:`ast.parse`, and no
-    power operator exists in the grammar, so any input returns quickly.
+    Allowed: integer literals, binary + - * /, unary minus/plus and parentheses;
+    any whitespace between tokens is ignored (a newline too, inside parentheses
+    or not). The length cap and character filter run before :func:`ast.parse`,
+    and no power operator exists in the grammar, so any input returns quickly.
     """
     expression = expression.strip()
     if not expression or len(expression) > MAX_EXPRESSION_CHARS:
         return None
     if not _ALLOWED_CHARS.fullmatch(expression):
         return None
+    expression = " ".join(expression.split())  # one rule for every whitespace, anywhere
     try:
         tree = ast.parse(expression, mode="eval")
         used: list[int] = []
@@ -278,13 +286,12 @@ def _combine(numbers: list[int], rng: random.Random) -> tuple[int, str]:
 def load_problems(path: str | Path) -> list[Example]:
     """Problems from a JSON list (or JSON Lines) of ``{numbers, target[, context]}`` objects."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"countdown: data file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        items = json.loads(text)
-    else:
-        items = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not path.exists():
+        raise FileNotFoundError(
+            f"countdown: data file not found: {path} (set data= / --data to a JSON or JSON Lines "
+            "file of {numbers, target} problems)"
+        )
+    items = read_json_records(path, "countdown")
     return [_check_item(item, i, path) for i, item in enumerate(items)]
 
 
