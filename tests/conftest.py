@@ -13,7 +13,7 @@ torch.set_num_threads(1)  # tests may run side by side on few cores
 
 
 #: metrics.jsonl fields that measure the machine, not the run: two equal runs differ in them.
-MACHINE_FIELDS = ("time", "iteration_seconds", "eval_seconds", "peak_memory_mb")
+MACHINE_FIELDS = ("time", "iteration_seconds", "eval_seconds", "peak_memory_mb", "worker_bytes")
 
 
 def run_numbers(records):

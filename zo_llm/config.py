@@ -164,6 +164,23 @@ class LoopSection:
             "(rewards run in a child process; 0: in this process, without a limit)"
         ),
     )
+    workers: int = field(
+        default=1,
+        metadata=_help(
+            "Ray workers scoring each population, each a replica of the model (1: this "
+            "process alone); the same numbers for any count"
+        ),
+    )
+    ray_address: str | None = field(
+        default=None,
+        metadata=_help("an existing Ray cluster (auto, or HOST:PORT); None: a local one"),
+    )
+    worker_cpus: float = field(
+        default=1.0, metadata=_help("CPUs Ray reserves per worker (its torch threads, locally)")
+    )
+    worker_gpus: float = field(
+        default=0.0, metadata=_help("GPUs Ray reserves per worker (1: one GPU each)")
+    )
     evaluator: str = field(
         default="auto",
         metadata=_help(
@@ -178,6 +195,14 @@ class LoopSection:
             _at_least(self, 1, "max_samples")
         if self.seed < 0:
             raise ValueError(f"seed={self.seed} must be >= 0")
+        _at_least(self, 1, "workers")
+        if not self.worker_cpus > 0 or not self.worker_gpus >= 0:
+            raise ValueError(
+                f"worker_cpus={self.worker_cpus} must be > 0 and worker_gpus="
+                f"{self.worker_gpus} >= 0"
+            )
+        if (self.workers > 1 or self.ray_address) and importlib.util.find_spec("ray") is None:
+            raise ValueError("workers > 1 needs Ray: pip install ray")
         if not self.reward_timeout >= 0:
             raise ValueError(
                 f"reward_timeout={self.reward_timeout} must be >= 0 seconds (0: no limit)"
@@ -331,6 +356,10 @@ MACHINE = (
     "wandb_project",
     "checkpoint_every",
     "snapshot_every",
+    "workers",
+    "ray_address",
+    "worker_cpus",
+    "worker_gpus",
 )
 
 

@@ -62,6 +62,7 @@ class Experiment:
         hooks: Iterable[HookLike] = (),
     ) -> None:
         config = with_objects(config or RunConfig(), model=model, task=task, space=space)
+        _check_workers_get_names(config)
         self.config = config
         self.task = task if task is not None else build_task(config.task.name, config.task.options)
         self.train_examples = list(self.task.examples("train"))
@@ -91,6 +92,8 @@ class Experiment:
         self.generator = TextGenerator(self.model, self.tokenizer, max_new_tokens, rows)
         self.scorer = RewardScorer(self.task, config.loop.reward_timeout or None)
         self.evaluator = evaluator_class(self.space, self.generator, self.task, self.scorer)
+        if config.loop.workers > 1 or config.loop.ray_address:
+            self.evaluator = self._ray_evaluator()
         self.rundir = RunDir(config.output.out) if config.output.out else None
         self.hooks = self._default_hooks(hooks)
         self.iteration = 0
@@ -106,6 +109,12 @@ class Experiment:
         self._unsaved: dict[str, Any] | None = None  # the state of a finished, unsaved iteration
         # the base model for eval_kl, loaded now: its loading is no evaluation's time
         self._reference = self._load_reference() if config.evaluation.eval_kl else None
+
+    def _ray_evaluator(self) -> Any:
+        """The population scored on Ray workers, replicas rebuilt from the config by name."""
+        from .evaluation.distributed import RayEvaluator
+
+        return RayEvaluator(self.evaluator, self.config, self.state_dict)
 
     def _default_hooks(self, extra: Iterable[HookLike]) -> list[Hook]:
         config = self.config
@@ -138,6 +147,7 @@ class Experiment:
         start = time.perf_counter()
         examples = self.minibatch(self.iteration)
         encoded = self.generator.encode([self.task.prompt(e) for e in examples])
+        sent = getattr(self.evaluator, "bytes_sent", None)  # to Ray workers, so far
         try:
             result = run_iteration(
                 self.strategy,
@@ -152,7 +162,7 @@ class Experiment:
         self.iteration += 1
         seconds = time.perf_counter() - start
         self.elapsed += seconds
-        return {
+        record = {
             "type": "train",
             "iteration": self.iteration,
             **result.summary(),
@@ -163,6 +173,9 @@ class Experiment:
             "samples": self.samples,
             "peak_memory_mb": peak_memory_mb(self.model.device),
         }
+        if sent is not None:
+            record["worker_bytes"] = self.evaluator.bytes_sent - sent
+        return record
 
     def evaluate(self) -> Record:
         """Held-out metrics of the current model, as an eval record (``time``: training only)."""
@@ -231,7 +244,7 @@ class Experiment:
         except KeyboardInterrupt as interrupt:
             raise self._interrupted(interrupt) from None
         finally:
-            self.scorer.close()
+            self.evaluator.close()
             for hook in self.hooks:
                 hook.close(self)
         if self.rundir is not None:
@@ -557,3 +570,26 @@ def _signals_interrupt() -> Iterator[None]:
 def load_run_config(run_dir: str | Path) -> dict[str, Any]:
     """The settings saved in a run folder under their flat names (``iterations``, ...)."""
     return flatten(RunDir(run_dir).read_config())
+
+
+def _check_workers_get_names(config: RunConfig) -> None:
+    """Ray workers rebuild the run by name: objects passed from Python cannot reach them."""
+    if config.loop.workers > 1 or config.loop.ray_address:
+        objects = [
+            f"{kind}={name[len('python:') :]}"
+            for kind, name in (
+                ("model", config.model.name or ""),
+                ("task", config.task.name),
+                ("space", config.space.name),
+            )
+            if name.startswith("python:")
+        ]
+        if objects:
+            raise ValueError(
+                f"workers={config.loop.workers} rebuild the run on each worker by name, but "
+                f"{', '.join(objects)} was passed as an object; give its name (a model "
+                "folder, a registered task or module:object) or use workers=1"
+            )
+        from .evaluation.distributed import check_address
+
+        check_address(config.loop.ray_address)

@@ -62,7 +62,15 @@ def add_parser(commands: Any) -> None:
 
 
 #: What ``--resume`` may change: nothing that changes the run's numbers.
-RESUMABLE = ("iterations", "progress", "threads")
+RESUMABLE = (
+    "iterations",
+    "progress",
+    "threads",
+    "workers",
+    "ray_address",
+    "worker_cpus",
+    "worker_gpus",
+)
 
 
 def _spelled(names: tuple[str, ...]) -> str:

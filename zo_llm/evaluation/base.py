@@ -95,6 +95,15 @@ class Evaluator(ABC):
     ) -> Scores:
         """Rewards of ``candidates`` on ``examples`` (``encoded``: their prompts' token ids)."""
 
+    def member_groups(self, members: int, prompts: int) -> list[range]:
+        """Members that must be scored together to get this evaluator's numbers (each alone)."""
+        del prompts
+        return [range(m, m + 1) for m in range(members)]
+
+    def close(self) -> None:
+        """Releases what the evaluator started: the reward process (a later call restarts it)."""
+        self.scorer.close()
+
 
 EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")
 

@@ -47,6 +47,10 @@ class BatchedEvaluator(Evaluator):
         """
         return 64 if torch.device(device).type == "cpu" else 512
 
+    def member_groups(self, members: int, prompts: int) -> list[range]:
+        """The members sharing a forward batch: scored apart, their rows would differ."""
+        return self.generator.member_groups(prompts, members)
+
     def evaluate(
         self,
         candidates: Sequence[AnyCandidate],

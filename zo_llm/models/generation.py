@@ -123,6 +123,18 @@ class TextGenerator:
                     completions[block][index] = text
         return completions
 
+    def member_groups(self, prompts: int, blocks: int) -> list[range]:
+        """The blocks that :meth:`generate_blocks` puts in the same batches, in order.
+
+        A distributed evaluator sends each group to one worker, so that every
+        batch holds the same rows as in a single process.
+        """
+        groups: list[range] = []
+        for members, _ in self._batches(prompts, blocks):
+            if not groups or groups[-1] != members:
+                groups.append(members)
+        return groups
+
     def _batches(self, prompts: int, blocks: int) -> Iterator[tuple[range, range]]:
         """(blocks, prompt positions) of each batch, at most ``batch_size`` rows each."""
         if prompts == 0:
