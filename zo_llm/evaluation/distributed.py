@@ -6,9 +6,9 @@ Each worker is a Ray actor holding its own model (loaded by name on the
 worker), task, space *and strategy*, built from the run config with the
 same seed, so its ``ask()`` proposes exactly the driver's candidates. The
 driver sends, per round, the indices of the members a worker evaluates and
-the prompts; the worker sends back their rewards. Before its next round a
-worker tells its strategy the rewards the driver told (all of them), which
-applies the same update to its replica. Bytes per round are O(population
+the prompts; the worker sends back their rewards. Once every reward is in,
+each worker is sent all of them and tells its strategy, which applies the
+same update to its replica while the driver applies its own. Bytes per round are O(population
 + prompts) whatever the model size (each worker checks that its candidates
 match the driver's, by a fingerprint).
 
@@ -116,23 +116,22 @@ class Replica:
         self.experiment.rundir = None
         self._candidates, self._round = None, None
 
+    def tell(self, number: int, rewards: np.ndarray) -> None:
+        """Tells the strategy round ``number``'s rewards, as the driver does: the same update."""
+        if number == self._round:
+            self.experiment.strategy.tell(self._candidates, rewards)
+            self._candidates, self._round = None, None
+
     def round(
-        self,
-        number: int,
-        told: np.ndarray | None,
-        groups: list[list[int]],
-        examples: list[Example],
+        self, number: int, groups: list[list[int]], examples: list[Example]
     ) -> tuple[str, list[tuple[np.ndarray, int]]]:
         """Scores ``groups`` of round ``number``'s candidates.
 
-        On a new round, first tells the strategy the last round's rewards
-        (``told``; None right after :meth:`load`) and asks; a round seen
-        already (groups of a lost worker) reuses its candidates.
+        A new round is asked first; a round asked already (the groups of a
+        lost worker) reuses its candidates.
         """
         experiment = self.experiment
         if number != self._round:
-            if told is not None:
-                experiment.strategy.tell(self._candidates, told)
             self._candidates, self._round = experiment.strategy.ask(), number
         encoded = experiment.generator.encode([experiment.task.prompt(e) for e in examples])
         scored = []
@@ -175,7 +174,6 @@ class RayEvaluator:
         run_dir = config.output.out and str(Path(config.output.out).resolve())
         self.workers = [actor.remote(settings, self.threads, run_dir) for _ in range(loop.workers)]
         self._synced: set[int] = set()  # workers holding the driver's state
-        self._told: np.ndarray | None = None  # the last round's rewards, not yet told to workers
         self._round = 0
         self.bytes_sent = 0
         self.lost = 0  # workers that died during the run
@@ -211,7 +209,7 @@ class RayEvaluator:
         groups = [list(g) for g in self.inner.member_groups(len(candidates), len(examples))]
         rewards = np.full(len(candidates), np.nan)
         failures = 0
-        told, self._round = self._told, self._round + 1
+        self._round += 1
         pending = list(range(len(groups)))
         examples = list(examples)
         while pending:
@@ -223,11 +221,10 @@ class RayEvaluator:
             shares = {w: pending[i :: len(self.workers)] for i, w in enumerate(self.workers)}
             calls = {}
             for index, worker in enumerate(self.workers):
-                message = (self._round, told, [groups[g] for g in shares[worker]], examples)
                 if index not in self._synced:
                     ray.get(worker.load.remote(self.driver_state()))
                     self._synced.add(index)
-                    message = (self._round, None, *message[2:])
+                message = (self._round, [groups[g] for g in shares[worker]], examples)
                 self.bytes_sent += len(pickle.dumps(message))
                 calls[worker] = worker.round.remote(*message)
             pending, lost = [], []
@@ -247,7 +244,10 @@ class RayEvaluator:
                     rewards[groups[g]] = values
                     failures += failed
             self._drop(lost)
-        self._told = rewards.copy()  # what the driver's strategy is told next
+        # what the driver's strategy is told next: the workers update while the driver does
+        for worker in self.workers:
+            self.bytes_sent += len(pickle.dumps((self._round, rewards)))
+            worker.tell.remote(self._round, rewards.copy())
         return Scores(rewards, failures)
 
     def _drop(self, lost: list[Any]) -> None:
