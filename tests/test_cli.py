@@ -333,7 +333,11 @@ def test_resume_refuses_config_changes(model_dir, tmp_path, capsys, extra):
     run = train_run(model_dir, tmp_path / "run", capsys)
     before = (run / "metrics.jsonl").read_text()
     assert main(["train", "--resume", str(run), "--iterations", "4", *extra]) == 2
-    assert_clean_error(capsys, "cannot change", "only --iterations, --progress and --threads")
+    assert_clean_error(
+        capsys,
+        "cannot change",
+        "only --iterations, --progress, --threads, --workers and --ray-address",
+    )
     assert (run / "metrics.jsonl").read_text() == before  # nothing ran
     assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 2
 

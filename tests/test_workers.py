@@ -54,6 +54,10 @@ def assert_no_ray_left() -> None:
 
 def same_run(a: zo_llm.Experiment, b: zo_llm.Experiment) -> None:
     assert run_numbers(a.records) == run_numbers(b.records)
+    same_run_weights(a, b)
+
+
+def same_run_weights(a: zo_llm.Experiment, b: zo_llm.Experiment) -> None:
     ours, theirs = a.model.state_dict(), b.model.state_dict()
     for key in ours:
         assert torch.equal(ours[key], theirs[key]), key
@@ -69,6 +73,17 @@ def test_two_workers_give_the_numbers_of_one_process(case, tmp_path):
     assert zo_llm.runner.load_run_config(tmp_path / "run")["workers"] == 2
     train = [r for r in two.records if r["type"] == "train"]
     assert all(0 < r["worker_bytes"] < 10_000 for r in train)  # O(population), not weights
+    assert_no_ray_left()
+
+
+def test_a_run_resumed_on_workers_continues_bit_identically(tmp_path):
+    """Two iterations in one process, the third on 2 workers that load its checkpoint."""
+    whole = zo_llm.train(**SETTINGS, **CASES["es/full"])
+    out = tmp_path / "run"
+    zo_llm.train(**{**SETTINGS, "iterations": 2}, **CASES["es/full"], out=str(out))
+    resumed = zo_llm.resume(out, 3, workers=2)
+    assert run_numbers(zo_llm.read_metrics(out)) == run_numbers(whole.records)
+    same_run_weights(resumed, whole)
     assert_no_ray_left()
 
 

@@ -242,7 +242,7 @@ class BenchConfig:
         """The base config with this run's components, seed, budget and folder put in."""
         base = self.base
         evaluation = base.evaluation
-        checkpoint_every = base.output.checkpoint_every or 1
+        checkpoint_every = base.output.checkpoint_every
         return dataclasses.replace(
             base,
             strategy=_section(StrategySection, strategy, f"strategy {strategy.key!r}"),

@@ -470,13 +470,15 @@ def resume(
     *,
     progress: bool | None = None,
     threads: int | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
     hooks: Iterable[HookLike] = (),
     **objects: Any,
 ) -> Experiment:
     """Continues the run in ``run_dir`` from its last checkpoint, up to ``iterations`` in total.
 
     The saved config is used as it was (only the total ``iterations``, the
-    progress bar and the thread count may change), so the continuation
+    progress bar, the thread count and the Ray workers may change), so the continuation
     computes the same numbers as a run that never stopped. ``objects`` are
     components passed to :class:`Experiment` (``model=``, ``task=``...), needed
     when the run used objects that are not registered by name.
@@ -490,7 +492,13 @@ def resume(
             f"{run_dir} is at iteration {done}; --iterations {iterations} would not continue it "
             f"(give {done} or more)"
         )
-    changes = {"iterations": iterations, "progress": progress, "threads": threads}
+    changes = {
+        "iterations": iterations,
+        "progress": progress,
+        "threads": threads,
+        "workers": workers,
+        "ray_address": ray_address,
+    }
     changes = {key: value for key, value in changes.items() if value is not None}
     config = resolve(saved, _layer_of_objects(objects), changes, {"out": str(run_dir)})
     experiment = Experiment(config, hooks=hooks, **objects)

@@ -62,20 +62,12 @@ def add_parser(commands: Any) -> None:
 
 
 #: What ``--resume`` may change: nothing that changes the run's numbers.
-RESUMABLE = (
-    "iterations",
-    "progress",
-    "threads",
-    "workers",
-    "ray_address",
-    "worker_cpus",
-    "worker_gpus",
-)
+RESUMABLE = ("iterations", "progress", "threads", "workers", "ray_address")
 
 
 def _spelled(names: tuple[str, ...]) -> str:
     """``--a, --b and --c``."""
-    flags = [f"--{name}" for name in names]
+    flags = [f"--{name.replace('_', '-')}" for name in names]
     return f"{', '.join(flags[:-1])} and {flags[-1]}" if len(flags) > 1 else flags[0]
 
 
