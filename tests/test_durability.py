@@ -416,3 +416,51 @@ def test_checkpoint_names_its_snapshot(whole_run):
     assert saved["snapshot_iteration"] == 6 and saved["iteration"] == 7
     assert len(saved["space"]["history"]) == 7  # the (seed, coeff) record of the whole run
     assert len(json.dumps(saved["space"]["history"])) < 10_000
+
+
+# --- the best model ------------------------------------------------------------------
+
+
+def test_best_holds_the_model_of_the_best_evaluation_and_survives_resume(tokenizer, tmp_path):
+    from safetensors.torch import load_file
+
+    def train(out: Path, iterations: int) -> zo_llm.Experiment:
+        return zo_llm.train(
+            model=tiny_model(len(tokenizer)),
+            tokenizer=tokenizer,
+            task=make_char_task(),
+            out=str(out),
+            iterations=iterations,
+            batch_size=4,
+            max_new_tokens=8,
+            eval_every=1,
+            progress=False,
+            tensorboard=False,
+            strategy_options=CHAR_ES,
+        )
+
+    whole = train(tmp_path / "whole", 5)
+    evals = [r for r in whole.records if r["type"] == "eval"]
+    scores = [r["reward"] for r in evals]
+    assert len(set(scores)) > 1  # the evaluations differ: the choice means something
+    chosen = json.loads((tmp_path / "whole" / "best.json").read_text())
+    assert chosen["metric"] == "reward" and chosen["value"] == max(scores)
+    assert chosen["iteration"] == evals[scores.index(max(scores))]["iteration"]
+    # best/ is the model as it was then: a run stopped at that iteration ends there
+    assert chosen["iteration"] > 0  # trained weights, not the base model
+    stopped = tmp_path / "stopped"
+    train(stopped, chosen["iteration"])
+    ours = load_file(tmp_path / "whole" / "best" / "model.safetensors")
+    theirs = load_file(stopped / "final" / "model.safetensors")
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    # resumed half-way, it chooses the same
+    train(tmp_path / "split", 2)
+    zo_llm.resume(
+        tmp_path / "split",
+        5,
+        model=tiny_model(len(tokenizer)),
+        tokenizer=tokenizer,
+        task=make_char_task(),
+    )
+    assert json.loads((tmp_path / "split" / "best.json").read_text()) == chosen
+    assert not list(tmp_path.glob("*/best.tmp")) and not list(tmp_path.glob("*/best.old"))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .rundir import read_metrics
+from .tasks.base import main_metric
 
 
 class BenchConfig(Protocol):
@@ -44,7 +45,7 @@ def _metric(config: BenchConfig, record: dict[str, Any]) -> str:
                 f"{', '.join(k for k in record if k not in ('type', 'split'))}"
             )
         return config.metric
-    return "accuracy" if "accuracy" in record else "reward"
+    return main_metric(record)
 
 
 def run_summary(config: BenchConfig, records: list[dict[str, Any]]) -> dict[str, Any]:

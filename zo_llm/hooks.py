@@ -19,8 +19,12 @@ ends normally, and ``close`` always (even after an error).
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from .tasks.base import main_metric
 
 if TYPE_CHECKING:
     from .runner import Experiment
@@ -130,3 +134,47 @@ class Checkpointing(Hook):
             run.save_checkpoint()
         else:
             run.keep_state()
+
+
+class BestModel(Hook):
+    """Keeps ``best/``: the model of the best held-out evaluation so far, as ``final/`` is saved.
+
+    Ranked by the task's main metric (:func:`~zo_llm.tasks.base.main_metric`:
+    accuracy if logged, else reward; higher is better), as es_at_scale's
+    ``--save-best-models``; the first of equal scores is kept. ``best.json``
+    says which evaluation it was. The folder is replaced whole (written
+    beside it, then renamed), so a kill leaves the previous best intact.
+    """
+
+    def __init__(self) -> None:
+        self.best: float | None = None
+
+    def on_start(self, run: Experiment) -> None:
+        rundir = run.rundir
+        if run.logged_lines == 0:  # a new run (or one started over): nothing is best yet
+            shutil.rmtree(rundir.best, ignore_errors=True)
+            rundir.best_file.unlink(missing_ok=True)
+        elif rundir.best_file.exists():
+            self.best = float(json.loads(rundir.best_file.read_text())["value"])
+
+    def on_record(self, run: Experiment, record: Record) -> None:
+        if record["type"] != "eval":
+            return
+        metric = main_metric(record)
+        value = record.get(metric)
+        if value is None or value != value or (self.best is not None and value <= self.best):
+            return
+        self.best = float(value)
+        rundir = run.rundir
+        fresh, old = rundir.path / "best.tmp", rundir.path / "best.old"
+        for stale in (fresh, old):
+            shutil.rmtree(stale, ignore_errors=True)
+        run.save_final(fresh)
+        if rundir.best.exists():
+            rundir.best.rename(old)
+        fresh.rename(rundir.best)
+        shutil.rmtree(old, ignore_errors=True)
+        chosen = {"iteration": record["iteration"], "metric": metric, "value": self.best}
+        tmp = rundir.best_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(chosen))
+        tmp.replace(rundir.best_file)

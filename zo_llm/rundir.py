@@ -9,6 +9,7 @@
     snapshots/        the latest snapshot of a growing state (iter-N.safetensors): resume
                       replays only the iterations after it
     final/            the trained model, a save_pretrained folder with its tokenizer
+    best/, best.json  the model of the best held-out evaluation so far, and which it was
     wandb_id, wandb/  with --wandb-project: the W&B run's id and its local files
 
 The runner writes through :class:`RunDir`; ``zo-llm eval``, ``bench`` and
@@ -31,6 +32,8 @@ CONFIG_FILE = "run_config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
 FINAL_DIR = "final"
+BEST_DIR = "best"
+BEST_FILE = "best.json"
 SNAPSHOT_DIR = "snapshots"
 
 
@@ -58,6 +61,14 @@ class RunDir:
     @property
     def final(self) -> Path:
         return self.path / FINAL_DIR
+
+    @property
+    def best(self) -> Path:
+        return self.path / BEST_DIR
+
+    @property
+    def best_file(self) -> Path:
+        return self.path / BEST_FILE
 
     def holds_run(self) -> bool:
         return self.config_file.exists()

@@ -30,7 +30,7 @@ from .components import build_space, build_strategy, build_task, component_name,
 from .config import SHORTCUTS, RunConfig, flatten, resolve
 from .evaluation import choose_evaluator, evaluate_heldout
 from .evaluation.rewards import RewardScorer
-from .hooks import Checkpointing, HeldoutEvaluation, Hook, Record, as_hook
+from .hooks import BestModel, Checkpointing, HeldoutEvaluation, Hook, Record, as_hook
 from .iteration import run_iteration
 from .logging import MetricsFile, ProgressBar, TensorBoard, Wandb
 from .memory import peak_memory_mb
@@ -131,6 +131,7 @@ class Experiment:
         hooks.append(HeldoutEvaluation(evaluation.eval_every, evaluation.eval_every_samples))
         hooks.extend(as_hook(hook) for hook in extra)
         if self.rundir is not None:
+            hooks.append(BestModel())
             hooks.append(Checkpointing(config.output.checkpoint_every))
         return hooks
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
@@ -92,6 +92,14 @@ class DataTaskConfig(TaskConfig):
 
     def __post_init__(self) -> None:
         check_sizes(self.task_name, train_size=self.train_size, eval_size=self.eval_size)
+
+
+def main_metric(metrics: Mapping[str, Any]) -> str:
+    """The held-out metric that ranks models (higher is better): accuracy if logged, else reward.
+
+    One rule for the run's ``best/`` model and the bench's comparisons.
+    """
+    return "accuracy" if "accuracy" in metrics else "reward"
 
 
 class Task(ABC):
