@@ -520,3 +520,15 @@ def test_evaluations_can_add_sampled_metrics_and_kl_from_the_base(model_dir, tmp
 def test_kl_needs_a_named_base_model(tokenizer):
     with pytest.raises(ValueError, match="eval_kl compares with the base model"):
         train_char(tokenizer, iterations=1, eval_kl=True)
+
+
+def test_the_progress_bar_says_what_runs_and_shows_held_out_evaluations(tokenizer, capsys):
+    run = train_char(tokenizer, iterations=2, eval_every=1, progress=True)
+    shown = capsys.readouterr().err
+    assert run.describe() in shown
+    dim = f"{run.space.dim:,}"
+    assert f"space full of {dim} numbers; es with 8 members per iteration" in run.describe()
+    assert "sequential evaluation; 4 prompts x 8 new tokens per member" in run.describe()
+    for record in of_type(run.records, "eval"):
+        line = f"held-out at iteration {record['iteration']}: reward={record['reward']:.4g}"
+        assert line in shown

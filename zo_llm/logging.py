@@ -13,11 +13,13 @@ import json
 import math
 import numbers
 import shutil
+import sys
 import uuid
 from typing import TYPE_CHECKING
 
 from .hooks import Hook, Record
 from .rundir import METRICS_FILE, read_metrics
+from .tasks.base import main_metric
 
 if TYPE_CHECKING:
     from .runner import Experiment
@@ -120,6 +122,7 @@ class ProgressBar(Hook):
     def on_start(self, run: Experiment) -> None:
         from tqdm.auto import tqdm
 
+        tqdm.write(run.describe(), file=sys.stderr)  # with the bar, off the results' stdout
         self._bar = tqdm(
             total=run.config.loop.iterations,
             initial=run.iteration,
@@ -132,6 +135,12 @@ class ProgressBar(Hook):
         if record["type"] == "train":
             self._bar.update(1)
             self._bar.set_postfix(reward=f"{record['reward_mean']:.4f}")
+        elif isinstance(record.get(main_metric(record)), numbers.Real):
+            metric = main_metric(record)  # a held-out evaluation: on screen, not only in the log
+            self._bar.write(
+                f"held-out at iteration {record['iteration']}: {metric}={record[metric]:.4g}",
+                file=sys.stderr,
+            )
 
     def close(self, run: Experiment) -> None:
         if self._bar is not None:

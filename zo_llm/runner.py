@@ -135,6 +135,19 @@ class Experiment:
             hooks.append(Checkpointing(config.output.checkpoint_every))
         return hooks
 
+    def describe(self) -> str:
+        """One line on what the run does: model, space and its size, strategy, evaluation."""
+        config = self.config
+        evaluator = getattr(self.evaluator, "inner", self.evaluator)
+        where = f" on {config.loop.workers} Ray workers" if evaluator is not self.evaluator else ""
+        return (
+            f"{config.model.name} ({self.model.device}, {config.model.dtype}): space "
+            f"{config.space.name} of {self.space.dim:,} numbers; {config.strategy.name} with "
+            f"{self.strategy.evaluations_per_iteration()} members per iteration, "
+            f"{evaluator.name} evaluation{where}; {config.loop.batch_size} prompts x "
+            f"{config.model.max_new_tokens} new tokens per member"
+        )
+
     # --- the loop -------------------------------------------------------
 
     def minibatch(self, iteration: int) -> list[dict[str, Any]]:
