@@ -175,6 +175,4 @@ class BestModel(Hook):
         fresh.rename(rundir.best)
         shutil.rmtree(old, ignore_errors=True)
         chosen = {"iteration": record["iteration"], "metric": metric, "value": self.best}
-        tmp = rundir.best_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(chosen))
-        tmp.replace(rundir.best_file)
+        rundir.write_best(chosen)

@@ -70,6 +70,10 @@ class RunDir:
     def best_file(self) -> Path:
         return self.path / BEST_FILE
 
+    def write_best(self, chosen: dict[str, Any]) -> None:
+        """Writes ``best.json`` (which evaluation ``best/`` holds) atomically."""
+        _atomic_write_text(self.best_file, json.dumps(chosen))
+
     def holds_run(self) -> bool:
         return self.config_file.exists()
 

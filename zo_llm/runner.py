@@ -93,7 +93,9 @@ class Experiment:
         self.scorer = RewardScorer(self.task, config.loop.reward_timeout or None)
         self.evaluator = evaluator_class(self.space, self.generator, self.task, self.scorer)
         if config.loop.workers > 1 or config.loop.ray_address:
-            self.evaluator = self._ray_evaluator()
+            from .evaluation.distributed import RayEvaluator
+
+            self.evaluator = RayEvaluator(self.evaluator, config, self.state_dict)
         self.rundir = RunDir(config.output.out) if config.output.out else None
         self.hooks = self._default_hooks(hooks)
         self.iteration = 0
@@ -107,14 +109,9 @@ class Experiment:
         self._snapshot: str | None = None  # the snapshot the checkpoint names, if any
         self._snapshot_iteration = 0
         self._unsaved: dict[str, Any] | None = None  # the state of a finished, unsaved iteration
+        self._checkpointed: int | None = None  # the iteration of the folder's checkpoint
         # the base model for eval_kl, loaded now: its loading is no evaluation's time
         self._reference = self._load_reference() if config.evaluation.eval_kl else None
-
-    def _ray_evaluator(self) -> Any:
-        """The population scored on Ray workers, replicas rebuilt from the config by name."""
-        from .evaluation.distributed import RayEvaluator
-
-        return RayEvaluator(self.evaluator, self.config, self.state_dict)
 
     def _default_hooks(self, extra: Iterable[HookLike]) -> list[Hook]:
         config = self.config
@@ -284,14 +281,7 @@ class Experiment:
         if self.rundir is not None and self._unsaved is not None:
             self.save_checkpoint(self._unsaved, snapshot=False)  # the weights may be mid-move
         signum = getattr(interrupt, "signum", signal.SIGINT)
-        saved = self._saved_iteration()
-        return RunInterrupted(signum, saved, self.out)
-
-    def _saved_iteration(self) -> int | None:
-        """The iteration of the run folder's checkpoint (None: none yet)."""
-        if self.rundir is None or not self.rundir.has_checkpoint():
-            return None
-        return int(self.rundir.load_checkpoint()["iteration"])
+        return RunInterrupted(signum, self._checkpointed, self.out)
 
     # --- state ----------------------------------------------------------
 
@@ -330,6 +320,7 @@ class Experiment:
         self.elapsed = float(state["elapsed"])
         self.samples = int(state["samples"])
         self.logged_lines = int(state["metrics_lines"])
+        self._checkpointed = self.iteration
         self._resumed = True
 
     def keep_state(self) -> None:
@@ -346,7 +337,8 @@ class Experiment:
         snapshot exists.
         """
         state = dict(state if state is not None else self.state_dict())
-        if snapshot and self.iteration - self._snapshot_iteration >= self._snapshot_period():
+        since = self.iteration - self._snapshot_iteration
+        if snapshot and since >= self.config.output.snapshot_every:
             tensors = self._snapshot_tensors()
             if tensors:
                 self._snapshot = self.rundir.save_snapshot(self.iteration, tensors)
@@ -354,10 +346,7 @@ class Experiment:
         state["snapshot"], state["snapshot_iteration"] = self._snapshot, self._snapshot_iteration
         self.rundir.save_checkpoint(state)
         self.rundir.prune_snapshots(self._snapshot)
-        self._unsaved = None
-
-    def _snapshot_period(self) -> int:
-        return self.config.output.snapshot_every
+        self._unsaved, self._checkpointed = None, int(state["iteration"])
 
     def _snapshot_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {}

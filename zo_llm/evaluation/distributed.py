@@ -173,7 +173,7 @@ class RayEvaluator:
         )
         run_dir = config.output.out and str(Path(config.output.out).resolve())
         self.workers = [actor.remote(settings, self.threads, run_dir) for _ in range(loop.workers)]
-        self._synced: set[int] = set()  # workers holding the driver's state
+        self._loaded = False  # whether the workers hold the driver's state
         self._round = 0
         self.bytes_sent = 0
         self.lost = 0  # workers that died during the run
@@ -218,12 +218,13 @@ class RayEvaluator:
                     "every Ray worker of the run died; resume the run from its last "
                     "checkpoint (zo-llm train --resume RUN)"
                 )
+            if not self._loaded:  # the first round: the driver's point (a resumed run's)
+                state = self.driver_state()
+                ray.get([worker.load.remote(state) for worker in self.workers])
+                self._loaded = True
             shares = {w: pending[i :: len(self.workers)] for i, w in enumerate(self.workers)}
             calls = {}
-            for index, worker in enumerate(self.workers):
-                if index not in self._synced:
-                    ray.get(worker.load.remote(self.driver_state()))
-                    self._synced.add(index)
+            for worker in self.workers:
                 message = (self._round, [groups[g] for g in shares[worker]], examples)
                 self.bytes_sent += len(pickle.dumps(message))
                 calls[worker] = worker.round.remote(*message)
@@ -251,7 +252,7 @@ class RayEvaluator:
         return Scores(rewards, failures)
 
     def _drop(self, lost: list[Any]) -> None:
-        """Forgets dead workers; the survivors keep their indices' sync state."""
+        """Forgets dead workers."""
         if not lost:
             return
         self.lost += len(lost)
@@ -260,9 +261,7 @@ class RayEvaluator:
             len(lost),
             len(self.workers) - len(lost),
         )
-        keep = [i for i, w in enumerate(self.workers) if w not in lost]
-        self.workers = [self.workers[i] for i in keep]
-        self._synced = {new for new, old in enumerate(keep) if old in self._synced}
+        self.workers = [worker for worker in self.workers if worker not in lost]
 
     def pids(self) -> list[int]:
         import ray
