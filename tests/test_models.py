@@ -121,3 +121,27 @@ def test_smollm2_gguf_from_the_package_loads_as_a_plain_model(tmp_path):
     model.save_pretrained(tmp_path)  # a GGUF-loaded model refuses this; ours is plain
     generator = TextGenerator(model, tokenizer, max_new_tokens=4)
     assert generator.generate(generator.encode([[{"role": "user", "content": "Hi"}]]))[0]
+
+
+def test_stop_string_ends_each_row_where_its_text_first_has_it(model, tokenizer):
+    prompts = ["1 + 2 =", "a much longer prompt, padded on the left:", "xyz"]
+    full = [greedy_reference(model, tokenizer, p, 12) for p in prompts]
+    stop = full[0][3]  # a character the first completion writes
+    generator = TextGenerator(model, tokenizer, max_new_tokens=12, batch_size=3, stop=(stop,))
+    completions = generator.generate(generator.encode(prompts))
+    assert completions == [text.split(stop)[0] for text in full]
+    assert completions[0] == full[0][:3]
+
+
+def test_stop_setting_understands_escapes_and_falls_back_to_the_task():
+    from zo_llm.models.generation import cut_at_stop, stop_strings
+    from zo_llm.tasks import ArithmeticTask
+
+    task = ArithmeticTask(ArithmeticTask.test_config())
+    assert stop_strings(None, task) == ("\n",)
+    assert stop_strings("\\n", task) == ("\n",)
+    assert stop_strings("", task) == ()
+    assert stop_strings("Q:", task) == ("Q:",)
+    assert cut_at_stop(" 147\n12 + 3", ["\n"]) == " 147"
+    assert cut_at_stop("a;b.c", [".", ";"]) == "a"
+    assert cut_at_stop("abc", ["x"]) == "abc"

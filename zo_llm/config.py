@@ -72,6 +72,13 @@ class ModelSection:
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda or cuda:N"))
     threads: int | None = field(default=None, metadata=_help("torch CPU threads (None: torch's)"))
     max_new_tokens: int = field(default=64, metadata=_help("tokens generated per prompt"))
+    stop: str | None = field(
+        default=None,
+        metadata=_help(
+            "stop string ending each completion before scoring (escapes understood: '\\n' is "
+            "a newline; '' none); None: the task's own (arithmetic: a newline)"
+        ),
+    )
     generation_batch_size: int | None = field(
         default=None,
         metadata=_help(

@@ -34,7 +34,7 @@ from .hooks import BestModel, Checkpointing, HeldoutEvaluation, Hook, Record, as
 from .iteration import run_iteration
 from .logging import MetricsFile, ProgressBar, TensorBoard, Wandb
 from .memory import peak_memory_mb
-from .models.generation import TextGenerator
+from .models.generation import TextGenerator, stop_strings
 from .models.loading import load_model
 from .preflight import check_space_size
 from .rundir import RunDir
@@ -89,7 +89,8 @@ class Experiment:
         device = self.model.device
         rows = config.model.generation_batch_size or evaluator_class.default_rows(device)
         max_new_tokens = config.model.max_new_tokens
-        self.generator = TextGenerator(self.model, self.tokenizer, max_new_tokens, rows)
+        stop = stop_strings(config.model.stop, self.task)
+        self.generator = TextGenerator(self.model, self.tokenizer, max_new_tokens, rows, stop=stop)
         self.scorer = RewardScorer(self.task, config.loop.reward_timeout or None)
         self.evaluator = evaluator_class(self.space, self.generator, self.task, self.scorer)
         if config.loop.workers > 1 or config.loop.ray_address:

@@ -32,6 +32,7 @@ EVAL_SETTINGS = (
     "device",
     "threads",
     "max_new_tokens",
+    "stop",
     "generation_batch_size",
 )
 
@@ -120,6 +121,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..components import build_task
     from ..evaluation import Evaluator, evaluate_heldout
     from ..models import TextGenerator, load_model
+    from ..models.generation import stop_strings
 
     config, source = resolve_eval_config(args)
     task = build_task(config.task.name, config.task.options)
@@ -129,7 +131,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model, tokenizer = load_model(config.model.name, config.model.dtype, config.model.device)
     warn_non_finite(model, config.model.name)
     rows = config.model.generation_batch_size or Evaluator.default_rows(model.device)
-    generator = TextGenerator(model, tokenizer, config.model.max_new_tokens, rows)
+    stop = stop_strings(config.model.stop, task)
+    generator = TextGenerator(model, tokenizer, config.model.max_new_tokens, rows, stop=stop)
     reference = None
     if args.reference:
         reference, _ = load_model(args.reference, config.model.dtype, config.model.device)

@@ -168,6 +168,9 @@ def eval_command(experiment: Any, model: Path) -> str:
     if task_config is not None and "eval_size" in {f.name for f in dataclasses.fields(task_config)}:
         parts += ["--eval-size", str(len(experiment.eval_examples))]
     parts += ["--max-new-tokens", str(config.model.max_new_tokens)]
+    if config.model.stop is not None:
+        stops = experiment.generator.stop
+        parts += ["--stop", stops[0].encode("unicode_escape").decode() if stops else ""]
     if config.model.generation_batch_size is not None:
         parts += ["--generation-batch-size", str(config.model.generation_batch_size)]
     parts += ["--dtype", config.model.dtype]

@@ -55,6 +55,7 @@ def evaluate_sampled(
         generator.batch_size,
         do_sample=True,
         temperature=temperature,
+        stop=generator.stop,
     )
     repeated = [e for e in examples for _ in range(samples)]
     device = generator.model.device

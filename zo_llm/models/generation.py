@@ -3,6 +3,11 @@
 Rewards must see what the model wrote, never the prompt it was given, so the
 prompt tokens are cut off before decoding. Greedy decoding is the default for
 training: then every difference between members comes from their parameters.
+
+Stop strings end a completion where its answer ends: a few-shot prompt's
+model goes on to write the next question, and a reward that reads the last
+number would score that instead. A row stops growing at its stop string, and
+the text from it on is cut off before scoring.
 """
 
 from __future__ import annotations
@@ -15,7 +20,25 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from ..tasks.base import ChatPrompt, Prompt
+from ..tasks.base import ChatPrompt, Prompt, Task
+
+
+def stop_strings(setting: str | None, task: Task) -> tuple[str, ...]:
+    """The stop strings of a run: ``setting`` (``--stop``) if given, else the task's own.
+
+    ``setting`` understands backslash escapes (``"\\n"`` is a newline), as a shell
+    flag cannot hold a newline; ``""`` means none.
+    """
+    if setting is None:
+        return tuple(task.stop)
+    text = setting.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    return (text,) if text else ()
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to the first of ``stops`` it contains (all of it if none)."""
+    ends = [text.find(stop) for stop in stops if stop in text]
+    return text[: min(ends)] if ends else text
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> tuple[str, bool]:
@@ -53,6 +76,7 @@ class TextGenerator:
         batch_size: int = 32,
         do_sample: bool = False,
         temperature: float = 1.0,
+        stop: Sequence[str] = (),
     ) -> None:
         if max_new_tokens < 1 or batch_size < 1:
             raise ValueError(
@@ -61,6 +85,7 @@ class TextGenerator:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.stop = tuple(stop)
         eos = model.generation_config.eos_token_id
         self.generation_config = GenerationConfig(
             max_new_tokens=max_new_tokens,
@@ -70,6 +95,7 @@ class TextGenerator:
             top_k=None,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=eos if eos is not None else tokenizer.eos_token_id,
+            stop_strings=list(self.stop) or None,
         )
 
     def encode(self, prompts: Sequence[Prompt]) -> list[list[int]]:
@@ -159,6 +185,10 @@ class TextGenerator:
             [[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=device
         )
         output = self.model.generate(
-            input_ids=input_ids, attention_mask=attention, generation_config=self.generation_config
+            input_ids=input_ids,
+            attention_mask=attention,
+            generation_config=self.generation_config,
+            tokenizer=self.tokenizer if self.stop else None,
         )
-        return self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
+        return [cut_at_stop(text, self.stop) for text in texts] if self.stop else texts

@@ -1,3 +1,4 @@
+from .arithmetic import ArithmeticConfig, ArithmeticTask
 from .base import TASKS, ChatPrompt, DataTask, DataTaskConfig, Example, Prompt, Task
 from .conciseness import ConcisenessConfig, ConcisenessTask
 from .countdown import CountdownConfig, CountdownTask, EasyCountdownConfig, EasyCountdownTask
@@ -5,6 +6,8 @@ from .custom import BUILTIN_REWARDS, FileTask, FileTaskConfig, FunctionTask, mak
 from .gsm8k import GSM8KConfig, GSM8KTask, extract_number
 
 __all__ = [
+    "ArithmeticConfig",
+    "ArithmeticTask",
     "BUILTIN_REWARDS",
     "TASKS",
     "ChatPrompt",

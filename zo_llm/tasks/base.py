@@ -113,6 +113,9 @@ class Task(ABC):
 
     config_class: ClassVar[type] = TaskConfig
     name: ClassVar[str] = "task"
+    #: Where a completion ends unless the run sets ``--stop``: text from the first
+    #: of these on is neither generated further nor scored (few-shot tasks: a newline).
+    stop: tuple[str, ...] = ()
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.config_class()

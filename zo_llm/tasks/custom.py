@@ -95,6 +95,8 @@ class FunctionTask(Task):
       metrics: optional ``(examples, completions, rewards) -> dict``; default: mean reward.
       answer_field: the field the built-in rewards compare with.
       required: fields every example must have (checked now, with a clear error).
+      stop: strings that end a completion (``("\\n",)`` for a few-shot prompt); a run's
+        ``--stop`` overrides them.
     """
 
     def __init__(
@@ -107,8 +109,10 @@ class FunctionTask(Task):
         metrics: Callable[..., dict[str, float]] | None = None,
         answer_field: str = "answer",
         required: Sequence[str] = (),
+        stop: Sequence[str] = (),
     ) -> None:
         super().__init__()
+        self.stop = tuple(stop)
         self._train = _as_examples(train, "train")
         self._eval = _as_examples(eval, "eval") if eval is not None else self._train
         if not self._train:
