@@ -434,3 +434,13 @@ def test_eval_of_a_task_object_run_asks_for_the_task(tokenizer, tmp_path, capsys
     )
     assert main(["eval", "--model", str(run / "final")]) == 2
     assert_clean_error(capsys, "task object", "pass --task")
+
+
+def test_the_cli_reference_page_is_the_current_help():
+    from pathlib import Path
+
+    from zo_llm.cli.reference import reference
+
+    page = Path(__file__).parents[1] / "docs" / "cli.md"
+    regenerate = "python -m zo_llm.cli.reference > docs/cli.md"
+    assert page.read_text() == reference(), regenerate

@@ -56,7 +56,11 @@ def test_shipped_data_and_metrics():
         "reward": -1001.0,
         "reward_rescaled": pytest.approx((0.999 + 0.0) / 2),
         "length": 3.0,
+        "contains_answer": 0.0,
     }
+    answer = held_out[0]["answer"]
+    kept = task.metrics(held_out[:2], [f"It is {answer.upper()}.", "no idea"], [0.0, 0.0])
+    assert kept["contains_answer"] == 0.5  # the fact asked for, kept by one of two answers
 
 
 def test_wrong_schema_names_missing_field(tmp_path):

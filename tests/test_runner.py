@@ -532,3 +532,39 @@ def test_the_progress_bar_says_what_runs_and_shows_held_out_evaluations(tokenize
     for record in of_type(run.records, "eval"):
         line = f"held-out at iteration {record['iteration']}: reward={record['reward']:.4g}"
         assert line in shown
+    prompt = run.task.prompt(run.train_examples[0])
+    assert f"first prompt, as plain text, no chat template (stop strings: none):\n  | {prompt}" in (
+        shown
+    )
+
+
+class ProgressLog(zo_llm.Hook):
+    def __init__(self):
+        self.calls = []
+
+    def on_progress(self, run, phase, done, total):
+        self.calls.append((run.iteration, phase, done, total))
+
+
+@pytest.mark.parametrize("evaluator", ["sequential", "batched"])
+def test_progress_is_reported_inside_iterations_and_evaluations(tokenizer, evaluator):
+    log = ProgressLog()
+    space = "full" if evaluator == "sequential" else "lowrank"
+    run = train_char(
+        tokenizer,
+        iterations=2,
+        eval_every=2,
+        hooks=[log],
+        space=space,
+        evaluator=evaluator,
+        generation_batch_size=8,  # 2 members of 4 prompts per batch
+    )
+    members = [c for c in log.calls if c[1] == "members"]
+    held_out = [c for c in log.calls if c[1] == "held-out"]
+    for iteration in (0, 1):
+        counts = [done for it, _, done, total in members if it == iteration]
+        assert counts == sorted(counts) and counts[-1] == 8 and len(counts) > 1
+    prompts = len(run.eval_examples)
+    assert {it for it, *_ in held_out} == {0, 2}
+    assert all(total == prompts for *_, total in held_out)
+    assert [done for it, _, done, _ in held_out if it == 2][-1] == prompts

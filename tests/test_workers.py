@@ -31,6 +31,14 @@ SETTINGS = {
 }
 CASES = {
     "es/full": {"strategy": "es", "space": "full", "population": 4, "sigma": 0.05, "lr": 0.05},
+    "es/full, prompt_zscore": {  # a prompt's baseline spans the members of both workers
+        "strategy": "es",
+        "space": "full",
+        "population": 4,
+        "sigma": 0.05,
+        "lr": 0.05,
+        "fitness": "prompt_zscore",
+    },
     "cma-es/svd": {
         "strategy": "cma-es",
         "space": "svd",

@@ -12,7 +12,8 @@ the progress bar, and whatever a user adds from Python::
 
 The loop calls, in the order the hooks are listed: ``on_start`` once (every
 hook is started before any record is logged), ``after_start`` once,
-``on_record`` for every record logged (train and eval), ``after_iteration``
+``on_record`` for every record logged (train and eval), ``on_progress`` after
+each batch generated inside an iteration or an evaluation, ``after_iteration``
 after each iteration the hook is :meth:`~Hook.due`, ``on_end`` when the loop
 ends normally, and ``close`` always (even after an error).
 """
@@ -52,6 +53,14 @@ class Hook:
 
     def on_record(self, run: Experiment, record: Record) -> None:
         """For every record the run logs (``record["type"]`` is ``"train"`` or ``"eval"``)."""
+
+    def on_progress(self, run: Experiment, phase: str, done: int, total: int) -> None:
+        """After each batch generated: ``done`` of ``total`` ``phase`` units so far.
+
+        ``phase`` is ``"members"`` (an iteration's members evaluated) or ``"held-out"``
+        (a held-out evaluation's prompts, samples included). A run on Ray workers
+        reports its held-out evaluations only (its members generate elsewhere).
+        """
 
     def after_iteration(self, run: Experiment, record: Record) -> None:
         """After an iteration, with its train record, when :meth:`due`."""

@@ -23,18 +23,29 @@ class Scores:
     """What an evaluation of one round returns: a reward per candidate, and failures.
 
     ``failures`` counts the completion rewards that raised or were not finite
-    (see the reward policy in :mod:`zo_llm.evaluation`).
+    (see the reward policy in :mod:`zo_llm.evaluation`). ``rewards`` is what the
+    strategy is told; an evaluator of prompts also keeps ``per_prompt``
+    (candidates x prompts, NaN where a reward failed) and, when its fitness is
+    not the plain mean (:func:`zo_llm.evaluation.base.member_fitness`), the mean
+    rewards in ``means``, which are what the run logs.
     """
 
     rewards: np.ndarray
     failures: int = 0
+    per_prompt: np.ndarray | None = None
+    means: np.ndarray | None = None
+
+    @property
+    def logged(self) -> np.ndarray:
+        """The candidates' mean rewards: what the logs show, whatever the strategy is told."""
+        return self.rewards if self.means is None else self.means
 
 
 @dataclass
 class IterationResult:
     """Every round of one iteration, put together."""
 
-    rewards: np.ndarray  # each evaluated candidate's reward, in the order evaluated
+    rewards: np.ndarray  # each evaluated candidate's mean reward, in the order evaluated
     evaluations: int  # candidates evaluated over all rounds
     invalid: int  # rewards the strategy replaced (not finite)
     failures: int  # completion rewards that failed
@@ -70,7 +81,7 @@ def run_iteration(strategy: Strategy, evaluate: Evaluate) -> IterationResult:
         candidates = strategy.ask()
         scores = evaluate(candidates)
         info = strategy.tell(candidates, scores.rewards)
-        rewards.extend(np.asarray(scores.rewards, dtype=np.float64).tolist())
+        rewards.extend(np.asarray(scores.logged, dtype=np.float64).tolist())
         evaluations += len(candidates)
         invalid += info.get("invalid", 0)
         failures += scores.failures

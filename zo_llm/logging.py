@@ -114,33 +114,53 @@ class Wandb(Hook):
 
 
 class ProgressBar(Hook):
-    """A tqdm bar over the run's iterations, showing the latest mean reward."""
+    """A tqdm bar over the run's iterations that also moves inside them, on stderr.
+
+    It starts with what the run does (:meth:`Experiment.describe`) and the first
+    training prompt as the model sees it, so a wrong chat template or prompt is
+    caught in seconds; the bar then shows the members done in the current
+    iteration (or the prompts of a held-out evaluation), the latest mean reward
+    and the latest held-out metric, and each held-out evaluation gets a line.
+    """
 
     def __init__(self) -> None:
         self._bar = None
+        self._shown: dict[str, str] = {}
 
     def on_start(self, run: Experiment) -> None:
         from tqdm.auto import tqdm
 
-        tqdm.write(run.describe(), file=sys.stderr)  # with the bar, off the results' stdout
+        tqdm.write(run.describe() + "\n" + run.show_first_prompt(), file=sys.stderr)
         self._bar = tqdm(
             total=run.config.loop.iterations,
             initial=run.iteration,
             desc="zo-llm",
             unit="it",
             dynamic_ncols=True,
+            file=sys.stderr,
         )
 
+    def on_progress(self, run: Experiment, phase: str, done: int, total: int) -> None:
+        self._shown["now"] = f"{phase} {done}/{total}"
+        self._refresh()
+
     def on_record(self, run: Experiment, record: Record) -> None:
+        self._shown.pop("now", None)
         if record["type"] == "train":
             self._bar.update(1)
-            self._bar.set_postfix(reward=f"{record['reward_mean']:.4f}")
+            self._shown["reward"] = f"{record['reward_mean']:.4f}"
         elif isinstance(record.get(main_metric(record)), numbers.Real):
             metric = main_metric(record)  # a held-out evaluation: on screen, not only in the log
+            self._shown[f"held-out {metric}"] = f"{record[metric]:.4g}"
             self._bar.write(
                 f"held-out at iteration {record['iteration']}: {metric}={record[metric]:.4g}",
                 file=sys.stderr,
             )
+        self._refresh()
+
+    def _refresh(self) -> None:
+        shown = (value if key == "now" else f"{key}={value}" for key, value in self._shown.items())
+        self._bar.set_postfix_str(", ".join(shown))
 
     def close(self, run: Experiment) -> None:
         if self._bar is not None:

@@ -34,7 +34,7 @@ from .hooks import BestModel, Checkpointing, HeldoutEvaluation, Hook, Record, as
 from .iteration import run_iteration
 from .logging import MetricsFile, ProgressBar, TensorBoard, Wandb
 from .memory import peak_memory_mb
-from .models.generation import TextGenerator, stop_strings
+from .models.generation import TextGenerator, render_prompt, stop_strings
 from .models.loading import load_model
 from .preflight import check_space_size
 from .rundir import RunDir
@@ -92,7 +92,9 @@ class Experiment:
         stop = stop_strings(config.model.stop, self.task)
         self.generator = TextGenerator(self.model, self.tokenizer, max_new_tokens, rows, stop=stop)
         self.scorer = RewardScorer(self.task, config.loop.reward_timeout or None)
-        self.evaluator = evaluator_class(self.space, self.generator, self.task, self.scorer)
+        self.evaluator = evaluator_class(
+            self.space, self.generator, self.task, self.scorer, config.loop.fitness
+        )
         if config.loop.workers > 1 or config.loop.ray_address:
             from .evaluation.distributed import RayEvaluator
 
@@ -138,13 +140,27 @@ class Experiment:
         config = self.config
         evaluator = getattr(self.evaluator, "inner", self.evaluator)
         where = f" on {config.loop.workers} Ray workers" if evaluator is not self.evaluator else ""
+        parameters = sum(p.numel() for p in self.model.parameters())
         return (
-            f"{config.model.name} ({self.model.device}, {config.model.dtype}): space "
+            f"{config.model.name} ({parameters / 1e6:,.1f}M parameters, {self.model.device}, "
+            f"{config.model.dtype}, {torch.get_num_threads()} threads): space "
             f"{config.space.name} of {self.space.dim:,} numbers; {config.strategy.name} with "
             f"{self.strategy.evaluations_per_iteration()} members per iteration, "
             f"{evaluator.name} evaluation{where}; {config.loop.batch_size} prompts x "
             f"{config.model.max_new_tokens} new tokens per member"
         )
+
+    def show_first_prompt(self) -> str:
+        """The first training prompt as the model sees it, and where its completions stop.
+
+        Printed at the start of a run: a few-shot prompt wrapped in a chat template,
+        or a template the model was not trained with, shows here at once.
+        """
+        text, chat = render_prompt(self.tokenizer, self.task.prompt(self.train_examples[0]))
+        how = "through the tokenizer's chat template" if chat else "as plain text, no chat template"
+        stops = ", ".join(repr(stop) for stop in self.generator.stop) or "none"
+        lines = "\n".join(f"  | {line}" for line in text.split("\n"))
+        return f"first prompt, {how} (stop strings: {stops}):\n{lines}"
 
     # --- the loop -------------------------------------------------------
 
@@ -160,11 +176,13 @@ class Experiment:
         examples = self.minibatch(self.iteration)
         encoded = self.generator.encode([self.task.prompt(e) for e in examples])
         sent = getattr(self.evaluator, "bytes_sent", None)  # to Ray workers, so far
+        members = self.strategy.evaluations_per_iteration()
         try:
-            result = run_iteration(
-                self.strategy,
-                lambda candidates: self.evaluator.evaluate(candidates, examples, encoded),
-            )
+            with self._reporting("members", members, len(examples)):
+                result = run_iteration(
+                    self.strategy,
+                    lambda candidates: self.evaluator.evaluate(candidates, examples, encoded),
+                )
         except OverflowError as error:  # a step beyond fp32 (see update_pairs)
             raise TrainingDiverged(self.iteration + 1, [str(error)], self.out) from None
         broken = self.space.nonfinite()
@@ -193,16 +211,18 @@ class Experiment:
         """Held-out metrics of the current model, as an eval record (``time``: training only)."""
         start = time.perf_counter()
         evaluation = self.config.evaluation
-        metrics, _ = evaluate_heldout(
-            self.generator,
-            self.task,
-            self.eval_examples,
-            samples=evaluation.eval_samples,
-            temperature=evaluation.eval_temperature,
-            seed=self.config.loop.seed * 1_000_003 + self.iteration,  # resumes draw the same
-            reference=self._reference,
-            scorer=self.scorer,
-        )
+        prompts = len(self.eval_examples) * (1 + evaluation.eval_samples)
+        with self._reporting("held-out", prompts, 1):
+            metrics, _ = evaluate_heldout(
+                self.generator,
+                self.task,
+                self.eval_examples,
+                samples=evaluation.eval_samples,
+                temperature=evaluation.eval_temperature,
+                seed=self.config.loop.seed * 1_000_003 + self.iteration,  # resumes draw the same
+                reference=self._reference,
+                scorer=self.scorer,
+            )
         return {
             "type": "eval",
             "iteration": self.iteration,
@@ -212,6 +232,23 @@ class Experiment:
             "eval_seconds": time.perf_counter() - start,
             "samples": self.samples,
         }
+
+    @contextlib.contextmanager
+    def _reporting(self, phase: str, total: int, rows_per_unit: int) -> Iterator[None]:
+        """Tells the hooks how far ``phase`` is after each generated batch (``total`` units)."""
+        rows = 0
+
+        def count(batch_rows: int) -> None:
+            nonlocal rows
+            rows += batch_rows
+            for hook in self.hooks:
+                hook.on_progress(self, phase, min(rows // rows_per_unit, total), total)
+
+        self.generator.on_batch = count
+        try:
+            yield
+        finally:
+            self.generator.on_batch = None
 
     def log(self, record: Record) -> None:
         """Hands a record to every hook (the logs among them) and keeps it in :attr:`records`."""

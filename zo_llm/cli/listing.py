@@ -1,4 +1,4 @@
-"""``zo-llm list``: strategies, parametrizations, tasks, model aliases and every option."""
+"""``zo-llm list``: strategies, parametrizations, tasks, model aliases, recipes, every option."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ..options import option_help
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
-        "list", help="strategies, parametrizations, tasks and model aliases"
+        "list", help="strategies, parametrizations, tasks, model aliases and recipes"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=cmd_list)
@@ -42,6 +42,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     }
 
     listing["models"] = {name: {"summary": alias.description} for name, alias in ALIASES.items()}
+    from ..recipes import describe, names
+
+    listing["recipes"] = {name: {"summary": describe(name)} for name in names()}
     if args.json:
         print(json.dumps(listing, indent=2, default=str))
         return 0

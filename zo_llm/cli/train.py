@@ -50,7 +50,11 @@ def add_parser(commands: Any) -> None:
         description="Fine-tune a model. Defaults < --config TOML < flags; everything is "
         "checked before the model loads.",
     )
-    parser.add_argument("--config", type=Path, help="TOML file with any of the options below")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="TOML file with any of the options below, or a shipped recipe by name (zo-llm list)",
+    )
     parser.add_argument(
         "--resume",
         type=Path,
@@ -73,7 +77,12 @@ def _spelled(names: tuple[str, ...]) -> str:
 
 
 def toml_layer(path: Path | None) -> dict[str, Any]:
-    """A ``zo-llm train`` TOML file as a settings layer, its keys checked (naming the file)."""
+    """A ``zo-llm train`` TOML file (or a shipped recipe's name) as a settings layer, its keys
+    checked (naming the file)."""
+    if path is not None:
+        from ..recipes import recipe_path
+
+        path = recipe_path(path)
     layer = read_toml(path)
     run_config.nest(layer, where=str(path))
     return layer
@@ -81,10 +90,37 @@ def toml_layer(path: Path | None) -> dict[str, Any]:
 
 def resolve_train_config(args: argparse.Namespace) -> run_config.RunConfig:
     """The run config of ``zo-llm train``: defaults < ``--config`` TOML < flags."""
-    config = run_config.resolve(toml_layer(args.config), flags_layer(args))
+    flags = flags_layer(args)
+    config = run_config.resolve(toml_layer(args.config), flags)
+    if args.config is None and not {"strategy", "space", "task"} & set(flags):
+        _suggest_recipe(config.model.name)
     if config.output.out is None:
         config = config.with_settings(out=default_run_folder(config))
     return config
+
+
+#: The search the defaults are sized for: the shipped demo model and its task.
+DEMO_MODEL = "zo-tiny"
+
+
+def _suggest_recipe(model: str | None) -> None:
+    """Names the recipe to start from when a real model meets the demo's defaults.
+
+    zo-llm's defaults (ES on all the weights at the paper's sigma, Countdown-easy)
+    train the shipped zo-tiny in a minute; a pretrained model scores nothing on
+    that task and barely moves at that scale, so the run would look broken.
+    """
+    if model == DEMO_MODEL:
+        return
+    from ..recipes import names
+
+    print(
+        f"zo-llm train: note: the defaults (es on all weights, countdown-easy) are sized for "
+        f"the shipped {DEMO_MODEL}; for a pretrained model start from a recipe that was "
+        f"measured to learn, e.g. zo-llm train --config smollm2-135m-cpu --model {model} "
+        f"(recipes: {', '.join(names())}; zo-llm list shows what each reaches)",
+        file=sys.stderr,
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:

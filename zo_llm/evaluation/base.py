@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -44,9 +44,10 @@ AUTO = "auto"
 
 
 class Evaluator(ABC):
-    """Scores candidates on prompts: one mean reward per candidate, in order.
+    """Scores candidates on prompts: one fitness per candidate, in order.
 
-    Built with the run's bound space, its text generator and its task.
+    Built with the run's bound space, its text generator and its task; the
+    fitness is the mean reward unless ``fitness`` says otherwise.
     """
 
     #: Lower is tried first by ``evaluator = "auto"``.
@@ -59,7 +60,10 @@ class Evaluator(ABC):
         generator: TextGenerator,
         task: Task,
         scorer: RewardScorer | None = None,
+        fitness: str = "mean",
     ) -> None:
+        if fitness not in FITNESS:
+            raise ValueError(f"unknown fitness {fitness!r}; use one of: {', '.join(FITNESS)}")
         if not self.supports(type(space)):
             raise ValueError(
                 f"evaluator {self.name!r} cannot run space {type(space).__name__}; evaluators "
@@ -70,6 +74,8 @@ class Evaluator(ABC):
         self.task = task
         #: How rewards are called (the run's time limit); default: in this process.
         self.scorer = scorer if scorer is not None else RewardScorer(task)
+        #: How a member's rewards on the prompts become its fitness (:func:`member_fitness`).
+        self.fitness = fitness
 
     @classmethod
     def supports(cls, space: type[Parametrization]) -> bool:
@@ -160,22 +166,52 @@ def around_offsets(
             yield list(group)
 
 
+#: How a member's rewards on the prompts become the one number its strategy is told.
+FITNESS = ("mean", "prompt_zscore")
+
+
+def member_fitness(per_prompt: np.ndarray, fitness: str, failures: int = 0) -> Scores:
+    """The population's scores from its rewards per prompt (members x prompts, NaN: failed).
+
+    ``mean``: each member's mean finite reward. ``prompt_zscore`` (the GRPO-like
+    baseline of eggroll-vllm): each prompt's rewards are centred on that prompt's
+    mean over the members and divided by their spread there, and a member's
+    fitness is the mean of its normalised rewards, so that every prompt on which
+    the members disagree weighs the same, however small the disagreement, and a
+    prompt that all members answer alike weighs nothing. (Centring alone would
+    change nothing: the mean of centred rewards is the centred mean, which any
+    shaping of the strategy centres anyway.)
+    """
+    if fitness not in FITNESS:
+        raise ValueError(f"unknown fitness {fitness!r}; use one of: {', '.join(FITNESS)}")
+    means = np.array([mean_finite(row) for row in per_prompt.tolist()], dtype=np.float64)
+    if fitness == "mean":
+        return Scores(means, failures, per_prompt)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a prompt no member scored
+        centre = np.nanmean(per_prompt, axis=0)
+        spread = np.nanstd(per_prompt, axis=0)
+    normalised = (per_prompt - centre) / np.where(spread > 0, spread, np.inf)
+    shaped = np.array([mean_finite(row) for row in normalised.tolist()], dtype=np.float64)
+    return Scores(shaped, failures, per_prompt, means)
+
+
 def score_members(
-    scorer: RewardScorer, examples: Sequence[Example], completions: Sequence[Sequence[str]]
+    scorer: RewardScorer,
+    examples: Sequence[Example],
+    completions: Sequence[Sequence[str]],
+    fitness: str = "mean",
 ) -> Scores:
-    """Each member's mean finite reward over its completions of ``examples``, and failures.
+    """Each member's fitness from its completions' rewards on ``examples``, and failures.
 
     The whole population is scored in one call of ``scorer`` (one message to
     its process).
     """
     flat = [completion for member in completions for completion in member]
     values = scorer(list(examples) * len(completions), flat)
-    rewards, failures, size = [], 0, len(examples)
-    for start in range(0, len(values), size):
-        member = values[start : start + size]
-        failures += sum(1 for v in member if math.isnan(v))
-        rewards.append(mean_finite(member))
-    return Scores(np.asarray(rewards, dtype=np.float64), failures)
+    per_prompt = np.asarray(values, dtype=np.float64).reshape(len(completions), len(examples))
+    failures = int(np.isnan(per_prompt).sum())
+    return member_fitness(per_prompt, fitness, failures)
 
 
 def evaluate_candidates(

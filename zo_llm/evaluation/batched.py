@@ -60,7 +60,7 @@ class BatchedEvaluator(Evaluator):
         completions: list[list[str]] = []
         for members in around_offsets(self.space, candidates):
             completions += self._generate(members, encoded)
-        return score_members(self.scorer, examples, completions)
+        return score_members(self.scorer, examples, completions, self.fitness)
 
     def _generate(self, members: list[AnyCandidate], encoded: list[list[int]]) -> list[list[str]]:
         """Each member's completions of ``encoded``, members as blocks of rows of shared batches."""

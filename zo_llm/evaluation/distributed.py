@@ -37,6 +37,7 @@ import numpy as np
 
 from ..iteration import Scores
 from ..parametrizations.base import candidate_vector
+from .base import member_fitness
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -124,8 +125,8 @@ class Replica:
 
     def round(
         self, number: int, groups: list[list[int]], examples: list[Example]
-    ) -> tuple[str, list[tuple[np.ndarray, int]]]:
-        """Scores ``groups`` of round ``number``'s candidates.
+    ) -> tuple[str, list[np.ndarray]]:
+        """Rewards per prompt of ``groups`` of round ``number``'s candidates.
 
         A new round is asked first; a round asked already (the groups of a
         lost worker) reuses its candidates.
@@ -138,7 +139,7 @@ class Replica:
         for group in groups:
             chosen = [self._candidates[i] for i in group]
             scores = experiment.evaluator.evaluate(chosen, examples, encoded)
-            scored.append((scores.rewards, scores.failures))
+            scored.append(scores.per_prompt)
         return fingerprint(self._candidates), scored
 
 
@@ -207,8 +208,7 @@ class RayEvaluator:
         del encoded
         expected = fingerprint(candidates)
         groups = [list(g) for g in self.inner.member_groups(len(candidates), len(examples))]
-        rewards = np.full(len(candidates), np.nan)
-        failures = 0
+        per_prompt = np.full((len(candidates), len(examples)), np.nan)
         self._round += 1
         pending = list(range(len(groups)))
         examples = list(examples)
@@ -241,15 +241,17 @@ class RayEvaluator:
                         "a Ray worker proposed other candidates than the driver "
                         "(its replica is out of sync); this is a bug in zo-llm"
                     )
-                for g, (values, failed) in zip(shares[worker], scored, strict=True):
-                    rewards[groups[g]] = values
-                    failures += failed
+                for g, values in zip(shares[worker], scored, strict=True):
+                    per_prompt[groups[g]] = values
             self._drop(lost)
+        # the fitness of the whole population: a prompt's baseline spans every worker's members
+        scores = member_fitness(per_prompt, self.inner.fitness, int(np.isnan(per_prompt).sum()))
+        rewards = scores.rewards
         # what the driver's strategy is told next: the workers update while the driver does
         for worker in self.workers:
             self.bytes_sent += len(pickle.dumps((self._round, rewards)))
             worker.tell.remote(self._round, rewards.copy())
-        return Scores(rewards, failures)
+        return scores
 
     def _drop(self, lost: list[Any]) -> None:
         """Forgets dead workers."""

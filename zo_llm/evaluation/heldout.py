@@ -57,6 +57,7 @@ def evaluate_sampled(
         temperature=temperature,
         stop=generator.stop,
     )
+    sampler.on_batch = generator.on_batch
     repeated = [e for e in examples for _ in range(samples)]
     device = generator.model.device
     cuda = [device.index or 0] if device.type == "cuda" else []

@@ -31,4 +31,4 @@ class SequentialEvaluator(Evaluator):
         generations = evaluate_candidates(
             self.space, candidates, lambda: self.generator.generate(encoded)
         )
-        return score_members(self.scorer, examples, generations)
+        return score_members(self.scorer, examples, generations, self.fitness)

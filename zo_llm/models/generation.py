@@ -86,6 +86,8 @@ class TextGenerator:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.stop = tuple(stop)
+        #: Called with the rows of each batch once it is generated (a progress bar's feed).
+        self.on_batch: Callable[[int], None] | None = None
         eos = model.generation_config.eos_token_id
         self.generation_config = GenerationConfig(
             max_new_tokens=max_new_tokens,
@@ -142,6 +144,8 @@ class TextGenerator:
             rows = [encoded[i] for i in order[prompts.start : prompts.stop]]
             with around_batch(members) if around_batch else contextlib.nullcontext():
                 texts = self._generate_batch(rows * len(members))
+            if self.on_batch is not None:
+                self.on_batch(len(texts))
             positions = order[prompts.start : prompts.stop]
             for offset, block in enumerate(members):
                 block_texts = texts[offset * len(rows) : (offset + 1) * len(rows)]

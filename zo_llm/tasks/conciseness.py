@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from .base import TASKS, DataTask, DataTaskConfig, Example, Prompt, ask, mean_finite
+from .custom import contains
 from .loading import load_records
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -93,9 +94,17 @@ class ConcisenessTask(DataTask):
     def metrics(
         self, examples: Sequence[Example], completions: Sequence[str], rewards: Sequence[float]
     ) -> dict[str, float]:
-        """Mean reward, mean rescaled reward ([0, 1]) and mean completion length."""
+        """Mean reward, rescaled reward ([0, 1]), completion length, and the share of
+        completions that still contain their reference answer (``contains_answer``).
+
+        The reward only counts characters, so a run can shorten answers by dropping
+        the fact asked for; ``contains_answer`` falling shows that hack at once.
+        """
         return {
             "reward": mean_finite(rewards),
             "reward_rescaled": mean_finite([rescale(r) for r in rewards]),
             "length": mean_finite([float(len(c)) for c in completions]),
+            "contains_answer": mean_finite(
+                [contains(c, e["answer"]) for e, c in zip(examples, completions, strict=True)]
+            ),
         }
