@@ -175,6 +175,12 @@ def test_bare_eval_of_a_run_uses_the_runs_task_and_settings(model_dir, tmp_path,
     assert {k: printed[k] for k in ("accuracy", "reward", "format")} == {
         k: last[k] for k in ("accuracy", "reward", "format")
     }
+    # the run's best model is scored the same way, and gets the metric best.json names
+    best = json.loads((run / "best.json").read_text())
+    assert main(["eval", "--model", str(run / "best")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["settings_from"] == str(run / "run_config.json")
+    assert printed[best["metric"]] == best["value"]
     # flags still win: another task starts from that task's own defaults
     assert main(["eval", "--model", str(run / "final"), "--task", "countdown-easy",
                  "--eval-size", "2"]) == 0  # fmt: skip

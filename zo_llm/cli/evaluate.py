@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import config as run_config
-from ..rundir import FINAL_DIR, RunDir
+from ..rundir import BEST_DIR, FINAL_DIR, RunDir
 from .flags import add_setting_flags, flags_layer
 from .train import toml_layer
 
@@ -39,6 +39,7 @@ EVAL_SETTINGS = (
 EPILOG = """\
 examples:
   zo-llm eval --model runs/cd/final                 # the run's task and settings
+  zo-llm eval --model runs/cd/best                  # its best held-out model (best.json)
   zo-llm eval --model runs/cd/final --split train
   zo-llm eval --model zo-tiny --task countdown-easy --eval-size 50 --samples 4 --reference zo-tiny
   zo-llm eval --config run.toml                     # the model and task of a train config
@@ -99,7 +100,7 @@ def resolve_eval_config(args: argparse.Namespace) -> tuple[run_config.RunConfig,
     layers: list[dict[str, Any] | None] = []
     source = None
     folder = RunDir(Path(model).parent)
-    if Path(model).name == FINAL_DIR and folder.holds_run():
+    if Path(model).name in (FINAL_DIR, BEST_DIR) and folder.holds_run():
         saved = folder.read_config()
         layers.append({key: saved[key] for key in ("model", "task") if key in saved})
         source = str(folder.config_file)
