@@ -36,9 +36,17 @@ def vector_candidates(space) -> list[VectorCandidate]:
     ]
 
 
-def evaluate(evaluator_class, space_name, tokenizer, candidates_of, rows=4):
-    """Rewards and completions, in scoring order, of one evaluator on a float64 tiny model."""
+def few_shot_task():
+    """The char task's prompts (4 characters each for the first ten) after one 18-character
+    few-shot prefix."""
     task = make_char_task("1")
+    task.prompt = lambda example: "1+1=2;2+2=4;3+3=6;" + example["text"]
+    return task
+
+
+def evaluate(evaluator_class, space_name, tokenizer, candidates_of, rows=4, task=None):
+    """Rewards and completions, in scoring order, of one evaluator on a float64 tiny model."""
+    task = task if task is not None else make_char_task("1")
     scored = []
     reward = task.reward
     task.reward = lambda example, text: scored.append(text) or reward(example, text)
@@ -73,6 +81,43 @@ def test_seeded_members_as_row_blocks_match_sequential_in_float64(tokenizer, spa
     assert len(set(sequential[1])) > 1  # the members differ
 
 
+@pytest.mark.parametrize("space_name", BATCHED_SPACES)
+def test_a_shared_prompt_prefix_read_once_per_member_changes_no_completion(
+    tokenizer, space_name, monkeypatch
+):
+    """Read once per member (the few-shot prefix) or in every row: the same completions."""
+    from zo_llm.models import generation
+
+    embedded = []
+    original = torch.nn.Embedding.forward
+    monkeypatch.setattr(
+        torch.nn.Embedding,
+        "forward",
+        lambda self, ids: embedded.append(ids.numel()) or original(self, ids),
+    )
+
+    def run(evaluator_class):
+        embedded.clear()
+        result = evaluate(
+            evaluator_class,
+            space_name,
+            tokenizer,
+            lambda _: seeded_candidates(),
+            12,
+            few_shot_task(),
+        )
+        return result, sum(embedded)
+
+    (sequential, read_shared), (batched, _) = run(SequentialEvaluator), run(BatchedEvaluator)
+    monkeypatch.setattr(generation, "MIN_SHARED_PREFIX", 10**6)  # every row reads it all
+    (unshared, read_all), (batched_unshared, _) = run(SequentialEvaluator), run(BatchedEvaluator)
+    assert sequential == batched == unshared == batched_unshared
+    assert len(set(sequential[1])) > 1  # the members differ
+    # the 18 shared characters were read once per member, not once per prompt of each member
+    members, prompts = len(seeded_candidates()), 6
+    assert read_all - read_shared == members * (prompts - 1) * 18
+
+
 @pytest.mark.parametrize("space_name", ["lora", "svd", "tensor"])
 def test_vector_members_as_row_blocks_match_sequential_in_float64(tokenizer, space_name):
     sequential = evaluate(SequentialEvaluator, space_name, tokenizer, vector_candidates)
@@ -84,7 +129,7 @@ def test_vector_members_as_row_blocks_match_sequential_in_float64(tokenizer, spa
 def test_generate_blocks_batches_whole_members_within_the_row_budget(model, tokenizer):
     generator = TextGenerator(model, tokenizer, max_new_tokens=2, batch_size=10)
     seen = []
-    generator._generate_batch = lambda rows: seen.append(len(rows)) or ["x"] * len(rows)
+    generator._generate_batch = lambda rows, blocks: seen.append(len(rows)) or ["x"] * len(rows)
     generator.generate_blocks([[1, 2]] * 3, 7, around_batch=lambda blocks: _recording(blocks, seen))
     # 3 prompts per member, at most 10 rows: 3 members per batch, spread evenly as 2, 2, 3
     assert seen == [range(0, 2), 6, range(2, 4), 6, range(4, 7), 9]

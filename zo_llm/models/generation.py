@@ -143,7 +143,7 @@ class TextGenerator:
         for members, prompts in self._batches(len(order), blocks):
             rows = [encoded[i] for i in order[prompts.start : prompts.stop]]
             with around_batch(members) if around_batch else contextlib.nullcontext():
-                texts = self._generate_batch(rows * len(members))
+                texts = self._generate_batch(rows * len(members), len(members))
             if self.on_batch is not None:
                 self.on_batch(len(texts))
             positions = order[prompts.start : prompts.stop]
@@ -180,7 +180,8 @@ class TextGenerator:
         for index in range(batches):
             yield range(blocks * index // batches, blocks * (index + 1) // batches), range(prompts)
 
-    def _generate_batch(self, batch: list[list[int]]) -> list[str]:
+    def _generate_batch(self, batch: list[list[int]], blocks: int = 1) -> list[str]:
+        """Completions of ``batch`` (``blocks`` blocks of the same prompts, block-major)."""
         width = max(len(ids) for ids in batch)
         pad = self.tokenizer.pad_token_id
         device = self.model.device
@@ -193,6 +194,45 @@ class TextGenerator:
             attention_mask=attention,
             generation_config=self.generation_config,
             tokenizer=self.tokenizer if self.stop else None,
+            **self._shared_prefix(batch, blocks),
         )
         texts = self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
         return [cut_at_stop(text, self.stop) for text in texts] if self.stop else texts
+
+    def _shared_prefix(self, batch: list[list[int]], blocks: int) -> dict[str, Any]:
+        """The key/value cache of the prompts' common first tokens, read once per block.
+
+        Why: a few-shot prompt is mostly the same solved examples, and reading
+        the prompt costs most of a short generation (16 prompts of 42 tokens
+        against 5 new tokens each). The prefix is run as one row per block (a
+        batched evaluator's member hooks see one row per member) and its cache
+        repeated over the block's rows; ``generate`` then reads only the rest.
+        Returns ``generate``'s cache argument, or nothing (read everything)
+        unless every row has the same length (no padding) and a common prefix
+        of at least :data:`MIN_SHARED_PREFIX` tokens.
+        """
+        rows = len(batch) // blocks
+        if rows < 2 or len({len(ids) for ids in batch}) != 1:
+            return {}
+        shared = _common_prefix(batch[:rows], limit=len(batch[0]) - 1)  # one token left to read
+        if shared < MIN_SHARED_PREFIX:
+            return {}
+        prefix = torch.tensor([batch[0][:shared]] * blocks, device=self.model.device)
+        output = self.model(input_ids=prefix, use_cache=True)
+        name = "cache" if "cache" in output else "past_key_values"  # transformers 5 / 4
+        output[name].batch_repeat_interleave(rows)
+        return {name: output[name]}
+
+
+#: Common prompt tokens below which a shared prefix is not worth its extra forward pass.
+MIN_SHARED_PREFIX = 8
+
+
+def _common_prefix(rows: Sequence[list[int]], limit: int) -> int:
+    """Length of the longest token prefix that every row starts with (at most ``limit``)."""
+    first = rows[0]
+    length = min(limit, *(len(ids) for ids in rows))
+    for ids in rows[1:]:
+        while length and ids[:length] != first[:length]:
+            length -= 1
+    return length
