@@ -450,3 +450,21 @@ def test_the_cli_reference_page_is_the_current_help():
     page = Path(__file__).parents[1] / "docs" / "cli.md"
     regenerate = "python -m zo_llm.cli.reference > docs/cli.md"
     assert page.read_text() == reference(), regenerate
+
+
+@pytest.mark.parametrize(
+    ("flags", "noted"),
+    [
+        (["--model", "my-org/my-model"], True),  # a real model meets the demo's defaults
+        (["--model", "my-org/my-model", "--task", "gsm8k"], False),  # the user chose
+        (["--model", "my-org/my-model", "--config", "smollm2-135m-cpu"], False),
+        ([], False),  # zo-tiny: the defaults are its own
+    ],
+)
+def test_a_real_model_on_the_demo_defaults_is_pointed_at_a_recipe(flags, noted, capsys):
+    from zo_llm.cli import build_parser
+    from zo_llm.cli.train import resolve_train_config
+
+    resolve_train_config(build_parser().parse_args(["train", *flags]))
+    note = "start from a recipe" in capsys.readouterr().err
+    assert note is noted

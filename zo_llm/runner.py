@@ -141,9 +141,10 @@ class Experiment:
         evaluator = getattr(self.evaluator, "inner", self.evaluator)
         where = f" on {config.loop.workers} Ray workers" if evaluator is not self.evaluator else ""
         parameters = sum(p.numel() for p in self.model.parameters())
+        threads = torch.get_num_threads()
         return (
             f"{config.model.name} ({parameters / 1e6:,.1f}M parameters, {self.model.device}, "
-            f"{config.model.dtype}, {torch.get_num_threads()} threads): space "
+            f"{config.model.dtype}, {threads} thread{'s' if threads > 1 else ''}): space "
             f"{config.space.name} of {self.space.dim:,} numbers; {config.strategy.name} with "
             f"{self.strategy.evaluations_per_iteration()} members per iteration, "
             f"{evaluator.name} evaluation{where}; {config.loop.batch_size} prompts x "

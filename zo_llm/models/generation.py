@@ -8,6 +8,10 @@ Stop strings end a completion where its answer ends: a few-shot prompt's
 model goes on to write the next question, and a reward that reads the last
 number would score that instead. A row stops growing at its stop string, and
 the text from it on is cut off before scoring.
+
+Reading the prompt is most of a short generation, and few-shot prompts are
+mostly the same worked examples: a prefix that every prompt of a batch
+shares is read once per member (:meth:`TextGenerator._shared_prefix`).
 """
 
 from __future__ import annotations
@@ -219,9 +223,12 @@ class TextGenerator:
             return {}
         prefix = torch.tensor([batch[0][:shared]] * blocks, device=self.model.device)
         output = self.model(input_ids=prefix, use_cache=True)
-        name = "cache" if "cache" in output else "past_key_values"  # transformers 5 / 4
-        output[name].batch_repeat_interleave(rows)
-        return {name: output[name]}
+        for name in ("cache", "past_key_values"):  # transformers 5, 4
+            cache = output.get(name)
+            if hasattr(cache, "batch_repeat_interleave"):
+                cache.batch_repeat_interleave(rows)
+                return {name: cache}
+        return {}  # a model whose cache cannot be repeated (a state-space model, say)
 
 
 #: Common prompt tokens below which a shared prefix is not worth its extra forward pass.
