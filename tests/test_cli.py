@@ -86,8 +86,10 @@ def test_list_prints_every_registry(capsys):
 def test_list_json(capsys):
     assert main(["list", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
-    assert set(listing) == {"strategies", "parametrizations", "tasks", "evaluators", "models"}
+    sections = {"strategies", "parametrizations", "tasks", "evaluators", "models", "recipes"}
+    assert set(listing) == sections
     assert "sequential" in listing["evaluators"]
+    assert "+27 points" in listing["recipes"]["smollm2-135m-cpu"]["summary"]
     assert {"zo-tiny", "smollm2-135m"} <= set(listing["models"])
     assert "es" in listing["strategies"]
     assert "full" in listing["parametrizations"]
