@@ -65,15 +65,23 @@ class ArithmeticConfig(DataTaskConfig):
             )
         if self.shots < 0:
             raise ValueError(f"arithmetic: shots={self.shots} must be at least 0")
-        needed = (self.train_size or 1000) + (self.eval_size or 200) + self.shots
+        needed = sum(self.sizes())
         if needed > self._pairs() // 2:
             raise ValueError(
                 f"arithmetic: {needed} problems asked of {self.digits}-digit operands, which "
                 f"have {self._pairs()} pairs; use more digits or fewer problems"
             )
 
+    def operands(self) -> tuple[int, int]:
+        """The range of an operand: ``digits`` digits (1 digit: 0 to 9)."""
+        return 10 ** (self.digits - 1) if self.digits > 1 else 0, 10**self.digits
+
+    def sizes(self) -> tuple[int, int, int]:
+        """(train, held-out, shots) problems drawn."""
+        return self.train_size or 1000, self.eval_size or 200, self.shots
+
     def _pairs(self) -> int:
-        low, high = 10 ** (self.digits - 1) if self.digits > 1 else 0, 10**self.digits
+        low, high = self.operands()
         return (high - low) ** 2
 
 
@@ -92,24 +100,18 @@ class ArithmeticTask(DataTask):
         return FIELDS
 
     def default_splits(self) -> tuple[list[Example], list[Example]]:
-        held_out = self._problems[: self._sizes[1]]
-        return self._problems[len(held_out) : sum(self._sizes[:2])], held_out
-
-    @property
-    def _sizes(self) -> tuple[int, int, int]:
-        """(train, held-out, shots) problems drawn."""
-        cfg = self.config
-        return cfg.train_size or 1000, cfg.eval_size or 200, cfg.shots
+        train, held_out, _ = self.config.sizes()
+        return self._problems[held_out : held_out + train], self._problems[:held_out]
 
     @cached_property
     def _problems(self) -> list[Example]:
         """Distinct problems in the order a seeded generator draws them: held-out, train, shots."""
         cfg = self.config
-        low, high = 10 ** (cfg.digits - 1) if cfg.digits > 1 else 0, 10**cfg.digits
+        low, high = cfg.operands()
         rng = np.random.default_rng([cfg.seed, cfg.digits])
         seen: set[tuple[int, int]] = set()
         problems: list[Example] = []
-        while len(problems) < sum(self._sizes):
+        while len(problems) < sum(cfg.sizes()):
             a, b = (int(x) for x in rng.integers(low, high, size=2))
             if (a, b) not in seen:
                 seen.add((a, b))
@@ -119,7 +121,7 @@ class ArithmeticTask(DataTask):
     @cached_property
     def shots(self) -> list[Example]:
         """The solved problems every prompt starts with (the last ones drawn)."""
-        return self._problems[sum(self._sizes[:2]) :]
+        return self._problems[sum(self.config.sizes()[:2]) :]
 
     def answer(self, example: Example) -> int:
         return OPERATIONS[self.config.operation](int(example["a"]), int(example["b"]))
