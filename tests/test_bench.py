@@ -278,9 +278,10 @@ def test_a_failing_run_is_a_clean_cli_error(tmp_path, capfd):
     assert "Traceback" not in err
 
 
-def test_the_shipped_example_config_is_valid():
-    path = Path(__file__).parents[1] / "benchmarks" / "configs" / "compare.toml"
+@pytest.mark.parametrize(("name", "runs"), [("compare", 8), ("smollm2", 4)])
+def test_the_shipped_example_configs_are_valid(name, runs):
+    path = Path(__file__).parents[1] / "benchmarks" / "configs" / f"{name}.toml"
     config = BenchConfig.from_toml(path, out="unused")
     assert [s.name for s in config.strategies] == ["es", "essam", "mezo", "cma-es"]
-    assert {c.space.name for _, c in config.runs()} == {"svd"} and len(config.runs()) == 8
+    assert {c.space.name for _, c in config.runs()} == {"svd"} and len(config.runs()) == runs
     assert config.budget == config.runs()[0][1].loop.max_samples

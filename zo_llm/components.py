@@ -103,7 +103,8 @@ def resolve_options(kind: str, name: str, options: Any) -> Any:
 
 
 def check_run(config: RunConfig) -> None:
-    """What can be checked of a run without its model: the pairing and the evaluator."""
+    """What can be checked of a run without its model: the pairing, the evaluator, and
+    whether the space can search over a quantised base."""
     from .evaluation import choose_evaluator
 
     strategy = component_class("strategy", config.strategy.name)
@@ -112,6 +113,15 @@ def check_run(config: RunConfig) -> None:
         strategy.check_pairing(space)
     if space is not None:
         choose_evaluator(config.loop.evaluator, space)
+    quantize = config.model.quantize
+    if quantize and space is not None:
+        problem = space.quantized_base_problem(config.space.options)
+        if problem:
+            raise ValueError(
+                f"quantize={quantize!r} keeps the base frozen in {quantize}, which space "
+                f"{config.space.name!r} cannot use: {problem}. Use --space lora or svd, or "
+                "drop --quantize"
+            )
 
 
 def build_task(name: str, options: Any = None) -> Task:

@@ -76,6 +76,14 @@ class ModelSection:
         ),
     )
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda or cuda:N"))
+    quantize: str | None = field(
+        default=None,
+        metadata=_help(
+            "int8: the frozen base's linear layers stored in int8 (torchao; pip install "
+            "'zo-llm[quant]'), for the spaces that never write them (lora, svd); the searched "
+            "adapter stays in dtype. None: the base in dtype"
+        ),
+    )
     threads: int | None = field(default=None, metadata=_help("torch CPU threads (None: torch's)"))
     max_new_tokens: int = field(default=64, metadata=_help("tokens generated per prompt"))
     stop: str | None = field(
@@ -97,6 +105,9 @@ class ModelSection:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; use one of: {', '.join(DTYPES)}")
+        from .models.quantize import check_quantization
+
+        check_quantization(self.quantize)
         _at_least(self, 1, "max_new_tokens")
         if self.generation_batch_size is not None:
             _at_least(self, 1, "generation_batch_size")

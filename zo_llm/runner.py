@@ -36,6 +36,7 @@ from .logging import MetricsFile, ProgressBar, TensorBoard, Wandb
 from .memory import peak_memory_mb
 from .models.generation import TextGenerator, render_prompt, stop_strings
 from .models.loading import load_model
+from .models.quantize import is_quantized, quantize_base
 from .preflight import check_space_size
 from .rundir import RunDir
 
@@ -80,6 +81,8 @@ class Experiment:
             torch.set_num_threads(config.model.threads)
         if model is None:
             model, tokenizer = _load(config.model.name, config)
+        elif config.model.quantize and not any(is_quantized(p) for p in model.parameters()):
+            quantize_base(model, config.model.quantize)  # a passed model, in place, as a loaded one
         self.model, self.tokenizer = model, tokenizer
         self.space.bind(self.model)  # first: a strategy checks the bound space's size
         self.strategy = build_strategy(
@@ -142,9 +145,12 @@ class Experiment:
         where = f" on {config.loop.workers} Ray workers" if evaluator is not self.evaluator else ""
         parameters = sum(p.numel() for p in self.model.parameters())
         threads = torch.get_num_threads()
+        dtype = config.model.dtype
+        if config.model.quantize:
+            dtype = f"{config.model.quantize} base, {dtype} activations and adapter"
         return (
             f"{config.model.name} ({parameters / 1e6:,.1f}M parameters, {self.model.device}, "
-            f"{config.model.dtype}, {threads} thread{'s' if threads > 1 else ''}): space "
+            f"{dtype}, {threads} thread{'s' if threads > 1 else ''}): space "
             f"{config.space.name} of {self.space.dim:,} numbers; {config.strategy.name} with "
             f"{self.strategy.evaluations_per_iteration()} members per iteration, "
             f"{evaluator.name} evaluation{where}; {config.loop.batch_size} prompts x "
@@ -424,7 +430,7 @@ def _load(name: str | None, config: RunConfig) -> tuple[torch.nn.Module, Any]:
             f"this run was given a model object ({name[7:]}), not a name; "
             "pass it again: resume(run, model=..., tokenizer=...)"
         )
-    return load_model(name, config.model.dtype, config.model.device)
+    return load_model(name, config.model.dtype, config.model.device, config.model.quantize)
 
 
 def with_objects(config: RunConfig, *, model: Any = None, task: Any = None, space: Any = None):

@@ -96,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def quiet_transformers() -> None:
-    """Our own progress bar is the one to watch; transformers' load/save bars only add noise."""
+    """Our own progress bar is the one to watch; transformers' load/save bars only add noise
+    (and so do torchao's import notes, where it is installed)."""
     from transformers.utils import logging as hf_logging
 
+    from ..models.quantize import quiet_torchao
+
+    quiet_torchao()
     hf_logging.disable_progress_bar()

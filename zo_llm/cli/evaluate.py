@@ -30,6 +30,7 @@ EVAL_SETTINGS = (
     "task",
     "dtype",
     "device",
+    "quantize",
     "threads",
     "max_new_tokens",
     "stop",
@@ -102,7 +103,10 @@ def resolve_eval_config(args: argparse.Namespace) -> tuple[run_config.RunConfig,
     folder = RunDir(Path(model).parent)
     if Path(model).name in (FINAL_DIR, BEST_DIR) and folder.holds_run():
         saved = folder.read_config()
-        layers.append({key: saved[key] for key in ("model", "task") if key in saved})
+        layer = {key: saved[key] for key in ("model", "task") if key in saved}
+        if "model" in layer:  # a run over an int8 base saves a float model: score it as saved
+            layer["model"] = {k: v for k, v in layer["model"].items() if k != "quantize"}
+        layers.append(layer)
         source = str(folder.config_file)
     config = run_config.resolve(*layers, toml, flags, {"model": model})
     if config.task.name.startswith("python:") and "task" not in flags:
@@ -129,7 +133,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     examples = list(task.examples(args.split))
     if config.model.threads:
         torch.set_num_threads(config.model.threads)
-    model, tokenizer = load_model(config.model.name, config.model.dtype, config.model.device)
+    model, tokenizer = load_model(
+        config.model.name, config.model.dtype, config.model.device, config.model.quantize
+    )
     warn_non_finite(model, config.model.name)
     rows = config.model.generation_batch_size or Evaluator.default_rows(model.device)
     stop = stop_strings(config.model.stop, task)

@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from .aliases import ALIASES, resolve_alias
+from .quantize import check_quantization, quantize_base
 
 #: Files that hold a model's weights in a save_pretrained folder (any one will do).
 WEIGHT_FILES = (
@@ -69,12 +70,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_model(
-    name_or_path: str | Path, dtype: str = "float32", device: str = "auto"
+    name_or_path: str | Path,
+    dtype: str = "float32",
+    device: str = "auto",
+    quantize: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Loads a causal LM and its tokenizer from an alias, a hub id, a folder or a GGUF file.
 
     The tokenizer pads on the left (decoder-only models continue from the
-    right edge) and falls back to EOS as its padding token.
+    right edge) and falls back to EOS as its padding token. ``quantize="int8"``
+    stores the linear layers in int8 on the device (:mod:`.quantize`): a frozen
+    base for the adapter spaces.
     """
     source = resolve_alias(str(name_or_path))
     if _looks_like_path(source) and not Path(source).expanduser().exists():
@@ -83,6 +89,7 @@ def load_model(
             f"or an alias ({', '.join(ALIASES)})"
         )
     torch_dtype, target = resolve_dtype(dtype), resolve_device(device)  # before any loading
+    check_quantization(quantize)
     path = Path(source).expanduser()
     local = path.exists()  # a folder or a .gguf file, not a hub id
     if path.is_dir():
@@ -114,6 +121,8 @@ def load_model(
     model.to(target)
     model.eval()
     model.requires_grad_(False)
+    if quantize:
+        quantize_base(model, quantize)
     return model, tokenizer
 
 

@@ -54,6 +54,15 @@ class Parametrization(ABC):
         """A config small enough for unit tests."""
         return cls.config_class()
 
+    @classmethod
+    def quantized_base_problem(cls, config: Any) -> str | None:
+        """Why this space cannot search over an int8 base (``quantize``), or None if it can.
+
+        A quantised base is only sound where the base weights are never written:
+        the adapter spaces override this.
+        """
+        return "it changes the base weights themselves"
+
     @abstractmethod
     def bind(self, model: torch.nn.Module) -> None:
         """Attaches to ``model``; after this, :attr:`dim` and the perturbation methods work."""

@@ -30,12 +30,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..lazy import no_grad, torch
+from ..models.quantize import dequantize_model, is_quantized
 from .base import PARAMETRIZATIONS, SEEDED, VECTOR, candidate_vector
 from .delegate import DelegatingSpace
 from .full import FullConfig, FullWeights
@@ -103,6 +105,10 @@ class LoraSpace(DelegatingSpace):
         self.target_modules: tuple[str, ...] = self.config.target_modules  # resolved at bind
 
     @classmethod
+    def quantized_base_problem(cls, config: LoraSpaceConfig) -> str | None:
+        return None  # the adapters are separate modules: the base weights are only read
+
+    @classmethod
     def test_config(cls) -> LoraSpaceConfig:
         return LoraSpaceConfig(target_modules=("q_proj", "v_proj"), rank=2, alpha=4.0)
 
@@ -118,7 +124,9 @@ class LoraSpace(DelegatingSpace):
             target_modules=list(targets),
             task_type="CAUSAL_LM",
         )
-        self.peft_model = get_peft_model(model, peft_config)  # injects the layers in place
+        with warnings.catch_warnings():  # over an int8 base: zo-llm merges itself (merged_model)
+            warnings.filterwarnings("ignore", message=".*without `get_apply_tensor_subclass`")
+            self.peft_model = get_peft_model(model, peft_config)  # injects the layers in place
         self._inner = FullWeights(FullConfig(include=(_ADAPTER_PARAMS,)))
         self._inner.bind(model)
         self._initialise()
@@ -274,9 +282,28 @@ class LoraSpace(DelegatingSpace):
         """A peft adapter folder: ``PeftModel.from_pretrained(base_model, path)`` loads it."""
         self.peft_model.save_pretrained(str(path))
 
+    @no_grad
     def merged_model(self) -> torch.nn.Module:
-        """A plain transformers model with the adapters merged in (a copy; this space is kept)."""
-        return copy.deepcopy(self.peft_model).merge_and_unload()
+        """A plain transformers model with the adapters merged in (a copy; this space is kept).
+
+        Over an int8 base (``quantize``) the copy is written in float: each adapted
+        weight is dequantised and its update added (peft would quantise the sum
+        again), so the saved model is an ordinary float model folder.
+        """
+        from peft.tuners.lora import LoraLayer
+
+        model = copy.deepcopy(self.peft_model)
+        if not any(is_quantized(p) for p in model.parameters()):
+            return model.merge_and_unload()
+        for layer in model.modules():
+            if isinstance(layer, LoraLayer):
+                base = layer.get_base_layer()
+                delta = sum(layer.get_delta_weight(name) for name in layer.active_adapters)
+                dequantize_model(base)
+                base.weight.add_(delta.to(base.weight.dtype))
+        model = model.unload()
+        dequantize_model(model)
+        return model
 
     def save_pretrained(self, path: str | Path) -> None:
         """The merged model in ``path`` and the peft adapter in ``path/adapter``."""

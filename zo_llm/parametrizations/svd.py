@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..lazy import no_grad, torch
+from ..models.quantize import dense, is_quantized
 from .base import PARAMETRIZATIONS, SEEDED, VECTOR
 from .delegate import DelegatingSpace
 from .lora import ADAPTER_DIR, LLAMA_PROJECTIONS
@@ -127,6 +128,15 @@ class SVDSpace(DelegatingSpace):
     def test_config(cls) -> SVDConfig:
         return SVDConfig(rank=2)
 
+    @classmethod
+    def quantized_base_problem(cls, config: SVDConfig) -> str | None:
+        if getattr(config, "adapter", None):  # merged into the weights when bound
+            return (
+                f"adapter={config.adapter!r} is merged into the base weights; search the "
+                "base's own singular values (no adapter), or keep the base in float"
+            )
+        return None  # the change is added by forward hooks: the weights are only read
+
     @no_grad
     def bind(self, model: torch.nn.Module) -> None:
         for handle in self._handles:
@@ -135,7 +145,7 @@ class SVDSpace(DelegatingSpace):
         updates = self._adapter_updates(model) if self.config.adapter else self._weights(model)
         factors = []
         for name, module, matrix, lora in updates:
-            u, s, vt = torch.linalg.svd(matrix.float(), full_matrices=False)
+            u, s, vt = torch.linalg.svd(dense(matrix).float(), full_matrices=False)
             rank = int((s > s[0] * 1e-6).sum()) if s[0] > 0 else 0
             if rank:  # a zero update (an untrained adapter's B = 0) has nothing to scale
                 keep = self._keep(rank)
@@ -279,30 +289,37 @@ class SVDSpace(DelegatingSpace):
     @no_grad
     def merged_state_dict(self) -> dict[str, torch.Tensor]:
         """The model's state dict with each searched change merged into its weight."""
-        state = dict(self.model.state_dict())
+        state = {name: dense(tensor) for name, tensor in self.model.state_dict().items()}
         for m in self._matrices:
-            weight = m.module.weight
+            weight = state[f"{m.name}.weight"]
             state[f"{m.name}.weight"] = (weight.float() + m.delta()).to(weight.dtype)
         return state
 
     def save_pretrained(self, path: str | Path) -> None:
-        """The merged model in ``path``; from an adapter, the new adapter in ``path/adapter``."""
+        """The merged model in ``path``; the searched change as a peft adapter in
+        ``path/adapter`` when started from an adapter or over an int8 base (where the
+        float base plus that adapter is the model without the quantisation error)."""
         path = Path(path)
         self.model.save_pretrained(str(path), state_dict=self.merged_state_dict())
-        if self.config.adapter:
+        if self.config.adapter or any(is_quantized(m.module.weight) for m in self._matrices):
             self.save_adapter(path / ADAPTER_DIR)
 
     @no_grad
     def save_adapter(self, path: str | Path) -> None:
-        """The searched adapter as a peft folder of the same rank and config as the one loaded.
+        """The searched change as a peft LoRA folder (``PeftModel.from_pretrained`` loads it).
 
-        Each new update ``(alpha/r) B @ A + U_r diag(s0 v) V_r^T`` has rank <= r, so
+        From an adapter, one of the same rank and config as the one loaded: each
+        new update ``(alpha/r) B @ A + U_r diag(s0 v) V_r^T`` has rank <= r, so
         its SVD, split as ``B' = U diag(s) / scaling`` and ``A' = V^T``, is exact.
+        From the base weights, the change itself: ``U_r diag(s0 v) V_r^T`` is
+        ``B A`` with ``B = U_r diag(s0 v)`` and ``A = V_r^T`` at ``alpha = r``
+        (scaling 1), matrices with fewer kept values padded with zero rows.
         """
+        if not self.config.adapter:
+            self._save_change_as_adapter(Path(path))
+            return
         from safetensors.torch import save_file
 
-        if not self.config.adapter:
-            raise ValueError("save_adapter() needs a space started from an adapter (adapter=PATH)")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         tensors = {}
@@ -318,3 +335,23 @@ class SVDSpace(DelegatingSpace):
         save_file(tensors, str(path / ADAPTER_WEIGHTS))
         source = Path(self.config.adapter) / ADAPTER_CONFIG
         (path / ADAPTER_CONFIG).write_text(source.read_text())
+
+    def _save_change_as_adapter(self, path: Path) -> None:
+        from peft import LoraConfig
+        from safetensors.torch import save_file
+
+        rank = max(m.s0.numel() for m in self._matrices)
+        tensors = {}
+        for m in self._matrices:
+            kept = m.s0.numel()
+            a = m.vt.new_zeros(rank, m.vt.shape[1])
+            a[:kept] = m.vt
+            b = m.u.new_zeros(m.u.shape[0], rank)
+            b[:, :kept] = (m.u.float() * m.offsets()).to(m.u.dtype)
+            key = f"{_PEFT_PREFIX}{m.name}"
+            tensors[f"{key}.lora_A.weight"], tensors[f"{key}.lora_B.weight"] = a, b
+        path.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(path / ADAPTER_WEIGHTS))
+        targets = sorted({m.name.rsplit(".", 1)[-1] for m in self._matrices})
+        config = LoraConfig(r=rank, lora_alpha=rank, target_modules=targets, task_type="CAUSAL_LM")
+        config.save_pretrained(str(path))
