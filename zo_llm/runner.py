@@ -36,7 +36,7 @@ from .logging import MetricsFile, ProgressBar, TensorBoard, Wandb
 from .memory import peak_memory_mb
 from .models.generation import TextGenerator, render_prompt, stop_strings
 from .models.loading import load_model
-from .models.quantize import is_quantized, quantize_base
+from .models.quantize import holds_quantized, quantize_base
 from .preflight import check_space_size
 from .rundir import RunDir
 
@@ -81,7 +81,7 @@ class Experiment:
             torch.set_num_threads(config.model.threads)
         if model is None:
             model, tokenizer = _load(config.model.name, config)
-        elif config.model.quantize and not any(is_quantized(p) for p in model.parameters()):
+        elif config.model.quantize and not holds_quantized(model):
             quantize_base(model, config.model.quantize)  # a passed model, in place, as a loaded one
         self.model, self.tokenizer = model, tokenizer
         self.space.bind(self.model)  # first: a strategy checks the bound space's size

@@ -100,6 +100,11 @@ def is_quantized(tensor: torch.Tensor) -> bool:
     return type(tensor) not in (torch.Tensor, torch.nn.Parameter) and hasattr(tensor, "dequantize")
 
 
+def holds_quantized(module: torch.nn.Module) -> bool:
+    """Whether any parameter of ``module`` is a quantised weight (an int8 base)."""
+    return any(is_quantized(p) for p in module.parameters())
+
+
 def dense(tensor: torch.Tensor) -> torch.Tensor:
     """``tensor`` as a plain tensor: a quantised weight dequantised, anything else as it is."""
     return tensor.dequantize() if is_quantized(tensor) else tensor

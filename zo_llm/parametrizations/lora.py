@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..lazy import no_grad, torch
-from ..models.quantize import dequantize_model, is_quantized
+from ..models.quantize import dequantize_model, holds_quantized
 from .base import PARAMETRIZATIONS, SEEDED, VECTOR, candidate_vector
 from .delegate import DelegatingSpace
 from .full import FullConfig, FullWeights
@@ -293,7 +293,7 @@ class LoraSpace(DelegatingSpace):
         from peft.tuners.lora import LoraLayer
 
         model = copy.deepcopy(self.peft_model)
-        if not any(is_quantized(p) for p in model.parameters()):
+        if not holds_quantized(model):
             return model.merge_and_unload()
         for layer in model.modules():
             if isinstance(layer, LoraLayer):

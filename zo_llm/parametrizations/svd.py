@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..lazy import no_grad, torch
-from ..models.quantize import dense, is_quantized
+from ..models.quantize import dense, holds_quantized
 from .base import PARAMETRIZATIONS, SEEDED, VECTOR
 from .delegate import DelegatingSpace
 from .lora import ADAPTER_DIR, LLAMA_PROJECTIONS
@@ -301,7 +301,7 @@ class SVDSpace(DelegatingSpace):
         float base plus that adapter is the model without the quantisation error)."""
         path = Path(path)
         self.model.save_pretrained(str(path), state_dict=self.merged_state_dict())
-        if self.config.adapter or any(is_quantized(m.module.weight) for m in self._matrices):
+        if self.config.adapter or holds_quantized(self.model):
             self.save_adapter(path / ADAPTER_DIR)
 
     @no_grad
