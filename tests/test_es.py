@@ -66,6 +66,20 @@ def test_weight_decay_shrinks_towards_zero(model):
         torch.testing.assert_close(param, before[name] * (1 - 0.1 * 0.5))
 
 
+def test_lr_decay_scales_each_iteration_step_and_survives_a_restore(model):
+    """Iteration g steps with lr * lr_decay**g; a restored strategy takes the same next step."""
+    es = make_es(model, population=2, lr=0.1, lr_decay=0.5, weight_decay=1.0)
+    for generation in range(3):
+        before = snapshot(model)
+        es.tell(es.ask(), [1.0, 1.0])  # equal rewards: only the decay, which scales with lr
+        factor = 1 - 0.1 * 0.5**generation
+        for name, param in model.named_parameters():
+            torch.testing.assert_close(param, before[name] * factor)
+    restored = make_es(model, population=2, lr=0.1, lr_decay=0.5, weight_decay=1.0)
+    restored.load_state_dict(es.state_dict())
+    assert restored.learning_rate() == es.learning_rate() == 0.1 * 0.5**3
+
+
 def test_shaping_functions():
     rewards = np.array([3.0, 1.0, 2.0, 2.0])
     np.testing.assert_allclose(centered_rank(rewards), [0.5, -0.5, 0.0, 0.0])
@@ -121,6 +135,8 @@ def test_state_dict_round_trip_continues_identically(model):
         ({"sigma": 0.0}, "sigma=0.0"),
         ({"lr": -1.0}, "lr=-1.0"),
         ({"weight_decay": -0.1}, "weight_decay=-0.1"),
+        ({"lr_decay": 0.0}, "lr_decay=0.0"),
+        ({"lr_decay": 1.5}, "lr_decay=1.5"),
         ({"shaping": "softmax"}, "softmax.*centered_rank, raw, zscore"),
     ],
 )

@@ -12,8 +12,9 @@ https://arxiv.org/abs/2509.24372), after Salimans et al. 2017:
 
 with the paper's defaults N=30, sigma=1e-3, alpha=5e-4, z-scored rewards and
 no weight decay. The 1/sigma of the gradient estimate is folded into alpha, as
-in the paper. Antithetic pairs, centred-rank shaping and weight decay are
-options, off by default so that the default is the paper's setting.
+in the paper. Antithetic pairs, centred-rank shaping, weight decay and a
+geometric learning-rate decay (alpha_g = alpha * lr_decay^g at iteration g)
+are options, off by default so that the default is the paper's setting.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ class ESConfig:
     weight_decay: float = field(
         default=0.0, metadata={"help": "decoupled weight decay: theta *= 1 - lr * weight_decay"}
     )
+    lr_decay: float = field(
+        default=1.0,
+        metadata={
+            "help": "lr is multiplied by this after every iteration (1: constant, the paper's); "
+            "below 1, large early steps, then smaller ones that settle instead of wandering"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.population < 2:
@@ -61,6 +69,8 @@ class ESConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be positive")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay={self.weight_decay} must be >= 0")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay={self.lr_decay} must be in (0, 1]; 1 keeps lr constant")
         SHAPINGS.get(self.shaping)  # unknown names list the known ones
 
 
@@ -81,6 +91,10 @@ class OpenAIES(Strategy):
     def _ask(self) -> list[Candidate]:
         return self._population(stage=0)
 
+    def learning_rate(self) -> float:
+        """This iteration's lr: ``lr * lr_decay ** generation`` (the generation is checkpointed)."""
+        return self.config.lr * self.config.lr_decay**self.generation
+
     def _population(self, stage: int, offset: SeededPairs = ()) -> list[Candidate]:
         """N members around ``offset``, seeded by (run seed, generation, ``stage``, member)."""
         config = self.config
@@ -95,9 +109,9 @@ class OpenAIES(Strategy):
     def _tell(self, candidates: list[Candidate], rewards: np.ndarray) -> dict[str, Any]:
         config = self.config
         weights = SHAPINGS.get(config.shaping)(rewards)
+        lr = self.learning_rate()
         step = SeededStep(
-            seeded_update(candidates, weights, config.lr / len(candidates)),
-            decay=config.lr * config.weight_decay,
+            seeded_update(candidates, weights, lr / len(candidates)), decay=lr * config.weight_decay
         )
         return {"complete": True, "step": step}
 
