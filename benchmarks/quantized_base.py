@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 CONFIGS = [("svd", None), ("svd", "int8"), ("lora", None), ("lora", "int8")]
-#: Each space's strategy: the cma-es recipe's for svd, ES (the issue's lora screen) for lora.
+#: Each space's strategy: smollm2-cma-es-svd.toml's for svd, ES (the issue's lora screen) for lora.
 STRATEGIES = {
     "svd": {"strategy": "cma-es", "population": 28, "sigma": 0.1},
     "lora": {"strategy": "es", "population": 28, "sigma": 0.003, "lr": 0.002},

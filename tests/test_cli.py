@@ -89,7 +89,7 @@ def test_list_json(capsys):
     sections = {"strategies", "parametrizations", "tasks", "evaluators", "models", "recipes"}
     assert set(listing) == sections
     assert "sequential" in listing["evaluators"]
-    assert "+27 points" in listing["recipes"]["smollm2-135m-cpu"]["summary"]
+    assert "+26 points" in listing["recipes"]["smollm2-135m-cpu"]["summary"]
     assert {"zo-tiny", "smollm2-135m"} <= set(listing["models"])
     assert "es" in listing["strategies"]
     assert "full" in listing["parametrizations"]

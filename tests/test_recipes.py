@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from zo_llm.cli.train import toml_layer
@@ -19,6 +21,16 @@ def test_every_recipe_is_a_valid_run_config_with_a_summary(name):
     assert config.model.name == "smollm2-135m"
     assert config.task.name == "arithmetic"
     assert describe(name)
+
+
+def test_the_replaced_cma_es_recipe_stays_a_valid_run_config():
+    path = Path(__file__).parents[1] / "benchmarks" / "configs" / "smollm2-cma-es-svd.toml"
+    config = resolve(toml_layer(path))  # the int8-base and bench measurements ran it
+    assert (config.strategy.name, config.space.name, config.task.name) == (
+        "cma-es",
+        "svd",
+        "arithmetic",
+    )
 
 
 def test_es_recipe_searches_all_the_weights():
