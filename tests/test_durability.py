@@ -50,7 +50,10 @@ def metrics_lines(run: Path) -> int:
 def start_and_stop(args: list[str], run: Path, lines: int, how: int) -> tuple[int, str]:
     """Starts ``zo-llm train ARGS``, sends ``how`` once metrics.jsonl holds ``lines`` lines.
 
-    Returns the exit code and stderr.
+    Returns the exit code and stderr. The child starts with SIGINT at its default, as
+    from a terminal: a shell runs background jobs with SIGINT ignored, and a Python
+    started so keeps ignoring it (no ``KeyboardInterrupt``), so tests run with
+    ``pytest &`` would otherwise see the run finish instead of stop.
     """
     process = subprocess.Popen(
         zo_llm_command("train", *args),
@@ -58,6 +61,7 @@ def start_and_stop(args: list[str], run: Path, lines: int, how: int) -> tuple[in
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 240
     while metrics_lines(run) < lines and process.poll() is None:
