@@ -23,10 +23,9 @@ from dataclasses import dataclass
 import torch
 
 import zo_llm
+from zo_llm.candidates import VectorStep
 from zo_llm.objectives import PROBLEMS, SETTINGS
-from zo_llm.parametrizations.base import VectorStep
 from zo_llm.strategies.es import ESConfig, OpenAIES, seeded_update
-from zo_llm.strategies.shaping import SHAPINGS
 
 
 @dataclass(frozen=True)
@@ -42,10 +41,9 @@ class AdamES(OpenAIES):
     config_class = AdamESConfig
     name = "es-adam"
 
-    def _tell(self, candidates, rewards):
+    def _tell(self, candidates, fitness):
         config = self.config
-        weights = SHAPINGS.get(config.shaping)(rewards)
-        pairs = seeded_update(candidates, weights, 1.0 / (len(candidates) * config.sigma))
+        pairs = seeded_update(candidates, fitness, 1.0 / (len(candidates) * config.sigma))
         theta = self.space.get_vector().clone()
         with self.space.shifted(pairs):  # theta + g, through the space's own noise replay
             gradient = self.space.get_vector() - theta

@@ -60,6 +60,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     import zo_llm
+    from zo_llm.evaluation import evaluate_task
 
     torch.set_num_threads(job["threads"])
     settings = {
@@ -79,7 +80,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     run = zo_llm.Experiment(zo_llm.resolve(settings))
     gc.collect()
     weights = sum(stored_bytes(p) for p in run.model.parameters()) / 2**20
-    held_out = run.evaluate()
+    held_out, _ = evaluate_task(run.generator, run.task, run.eval_examples, run.parts.scorer)
     run.step()  # warm-up: thread pools, the strategy's first generation
     start = time.perf_counter()
     for _ in range(2):

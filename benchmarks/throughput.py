@@ -4,7 +4,7 @@ For each prompt shape (prompts x new tokens) and each (space, evaluator), one
 ``Experiment.step()`` of ES with N members is timed, in a fresh process (so
 that each peak RSS is its own), and compared with:
 
-- pure generation of the minibatch (``TextGenerator.generate``, one member's
+- pure generation of the minibatch (``HFGenerator.generate``, one member's
   rows): what a member costs at least when members run one after another;
 - plain batched generation of the N x prompts rows at the batched
   evaluator's row budget: the physical limit of running members as rows;
@@ -88,15 +88,15 @@ def experiment(job: dict[str, Any], space: str, evaluator: str, seen: list[str] 
 def measure_plain(job: dict[str, Any]) -> dict[str, Any]:
     """Generation alone: the minibatch once, or the N x prompts rows at the batched budget."""
     from zo_llm.evaluation import BatchedEvaluator
-    from zo_llm.models.generation import TextGenerator
+    from zo_llm.generation import HFGenerator
 
     run = experiment(job, "full", "sequential")
-    encoded = run.generator.encode([run.task.prompt(e) for e in run.minibatch(1)])
+    encoded = run.generator.prepare([run.task.prompt(e) for e in run.minibatch(1)])
     run.generator.generate(encoded)  # warm-up
     if job["kind"] == "plain-eval":
         return {"seconds": timed(lambda: run.generator.generate(encoded)), "rss": peak_rss_mb()}
     rows = BatchedEvaluator.default_rows(run.model.device)
-    generator = TextGenerator(run.model, run.tokenizer, job["tokens"], rows)
+    generator = HFGenerator(run.model, run.tokenizer, job["tokens"], rows)
     seconds = timed(lambda: generator.generate(encoded * job["population"]))
     return {"seconds": seconds, "rss": peak_rss_mb(), "rows": rows}
 
@@ -129,7 +129,7 @@ def measure_step(job: dict[str, Any]) -> dict[str, Any]:
     """
     seen: list[str] = []
     run = experiment(job, job["space"], job["evaluator"], seen)
-    encoded = run.generator.encode([run.task.prompt(e) for e in run.minibatch(1)])
+    encoded = run.generator.prepare([run.task.prompt(e) for e in run.minibatch(1)])
     run.generator.generate(encoded)  # warm-up, as for plain generation
     seen.clear()
     generation, weights = [0.0], [0.0]
@@ -168,7 +168,7 @@ def measure_reference(job: dict[str, Any]) -> dict[str, Any]:
 
     run = experiment(job, "full", "sequential")
     examples = run.minibatch(1)
-    encoded = run.generator.encode([run.task.prompt(e) for e in examples])
+    encoded = run.generator.prepare([run.task.prompt(e) for e in examples])
     run.generator.generate(encoded)  # warm-up
     params = list(run.model.parameters())
     population, sigma, lr = job["population"], ES["sigma"], ES["lr"]

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import torch
 
+from zo_llm.components import build_task
 from zo_llm.evaluation import evaluate_task
-from zo_llm.models.generation import TextGenerator
-from zo_llm.runner import build_task
+from zo_llm.generation import HFGenerator
 from zo_llm.tasks.countdown import CountdownTask
 
 
@@ -193,7 +193,7 @@ def train(model, pairs, tokenizer, settings: BuildSettings) -> None:
 
 
 def base_scores(model, tokenizer, task: CountdownTask, max_new_tokens: int) -> dict:
-    generator = TextGenerator(model, tokenizer, max_new_tokens=max_new_tokens, batch_size=64)
+    generator = HFGenerator(model, tokenizer, max_new_tokens=max_new_tokens, batch_size=64)
     scores = {}
     for split in ("train", "eval"):
         metrics, completions = evaluate_task(generator, task, list(task.examples(split)))

@@ -8,7 +8,7 @@ from conftest import make_char_task, tiny_model
 
 import zo_llm
 from zo_llm.evaluation import BatchedEvaluator, SequentialEvaluator, choose_evaluator
-from zo_llm.models.generation import TextGenerator
+from zo_llm.generation import HFGenerator
 from zo_llm.parametrizations import PARAMETRIZATIONS
 from zo_llm.strategies import Candidate, VectorCandidate
 
@@ -55,10 +55,9 @@ def evaluate(evaluator_class, space_name, tokenizer, candidates_of, rows=4, task
     space_class = PARAMETRIZATIONS.get(space_name)
     space = space_class(space_class.test_config())
     space.bind(model)
-    generator = TextGenerator(model, tokenizer, max_new_tokens=12, batch_size=rows)
-    encoded = generator.encode([task.prompt(e) for e in examples])
+    generator = HFGenerator(model, tokenizer, max_new_tokens=12, batch_size=rows)
     evaluator = evaluator_class(space, generator, task)
-    scores = evaluator.evaluate(candidates_of(space), examples, encoded)
+    scores = evaluator.evaluate(candidates_of(space), examples)
     untouched = tiny_model(len(tokenizer), seed=3, dtype=torch.float64).state_dict()
     for name, value in model.state_dict().items():  # every member restored (LoRA adds B = 0)
         if name in untouched:
@@ -86,7 +85,7 @@ def test_a_shared_prompt_prefix_read_once_per_member_changes_no_completion(
     tokenizer, space_name, monkeypatch
 ):
     """Read once per member (the few-shot prefix) or in every row: the same completions."""
-    from zo_llm.models import generation
+    from zo_llm.generation import hf as generation
 
     embedded = []
     original = torch.nn.Embedding.forward
@@ -127,7 +126,7 @@ def test_vector_members_as_row_blocks_match_sequential_in_float64(tokenizer, spa
 
 
 def test_generate_blocks_batches_whole_members_within_the_row_budget(model, tokenizer):
-    generator = TextGenerator(model, tokenizer, max_new_tokens=2, batch_size=10)
+    generator = HFGenerator(model, tokenizer, max_new_tokens=2, batch_size=10)
     seen = []
     generator._generate_batch = lambda rows, blocks: seen.append(len(rows)) or ["x"] * len(rows)
     generator.generate_blocks([[1, 2]] * 3, 7, around_batch=lambda blocks: _recording(blocks, seen))

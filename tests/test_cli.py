@@ -87,8 +87,10 @@ def test_list_json(capsys):
     assert main(["list", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     sections = {"strategies", "parametrizations", "tasks", "evaluators", "models", "recipes"}
-    assert set(listing) == sections
+    assert set(listing) == sections | {"shapings", "backends"}
     assert "sequential" in listing["evaluators"]
+    assert set(listing["shapings"]) == {"raw", "zscore", "centered_rank", "prompt_zscore"}
+    assert "hf" in listing["backends"]
     assert "+26 points" in listing["recipes"]["smollm2-135m-cpu"]["summary"]
     assert {"zo-tiny", "smollm2-135m"} <= set(listing["models"])
     assert "es" in listing["strategies"]
@@ -155,7 +157,7 @@ def test_printed_eval_command_matches_the_run(model_dir, tmp_path, capsys):
     command = shlex.split(line.split(":", 1)[1])
     assert command[:2] == ["zo-llm", "eval"]
     args = build_parser().parse_args(command[1:])
-    task = zo_llm.runner.build_task(args.task, dict(x.split("=", 1) for x in args.task_opt))
+    task = zo_llm.components.build_task(args.task, dict(x.split("=", 1) for x in args.task_opt))
     examples = list(task.examples(args.split))[: args.eval_size]
     assert len(examples) == 4  # the run evaluated on 4 held-out examples
     assert args.max_new_tokens == 8

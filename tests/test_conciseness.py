@@ -8,9 +8,8 @@ import math
 import pytest
 import torch
 
-from zo_llm.divergence import kl_from_reference
 from zo_llm.evaluation import evaluate_sampled, evaluate_task
-from zo_llm.models.generation import TextGenerator
+from zo_llm.generation import HFGenerator
 from zo_llm.tasks.base import ChatPrompt
 from zo_llm.tasks.conciseness import (
     ConcisenessConfig,
@@ -73,7 +72,7 @@ def test_wrong_schema_names_missing_field(tmp_path):
 def test_sampled_evaluation_is_seeded_and_leaves_global_rng(model, tokenizer):
     task = ConcisenessTask(ConcisenessTask.test_config())
     examples = list(task.examples("eval"))[:2]
-    generator = TextGenerator(model, tokenizer, max_new_tokens=6)
+    generator = HFGenerator(model, tokenizer, max_new_tokens=6)
     greedy, _ = evaluate_task(generator, task, examples)
     torch.manual_seed(123)
     state = torch.random.get_rng_state()
@@ -89,11 +88,12 @@ def test_sampled_evaluation_is_seeded_and_leaves_global_rng(model, tokenizer):
 def test_kl_zero_against_itself_and_positive_after_a_change(model, tokenizer):
     prompts = [e["question"] for e in ConcisenessTask().examples("eval")[:3]]
     base = copy.deepcopy(model)
-    same = kl_from_reference(model, base, tokenizer, prompts, max_new_tokens=5)
+    generator = HFGenerator(model, tokenizer, max_new_tokens=5)
+    same = generator.kl_from(base, generator.prepare(prompts))
     assert same["kl"] == pytest.approx(0.0, abs=1e-6) and same["kl_tokens"] > 0
     with torch.no_grad():
         model.lm_head.weight.add_(0.5 * torch.randn_like(model.lm_head.weight))
-    changed = kl_from_reference(model, base, tokenizer, prompts, max_new_tokens=5)
+    changed = generator.kl_from(base, generator.prepare(prompts))
     assert changed["kl"] > 1e-3
     assert changed["kl_per_sequence"] == pytest.approx(
         changed["kl"] * changed["kl_tokens"] / len(prompts)

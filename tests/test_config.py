@@ -24,7 +24,7 @@ def load_spy(monkeypatch):
         calls.append(args)
         raise AssertionError(f"load_model was called with {args}")
 
-    monkeypatch.setattr("zo_llm.runner.load_model", spy)
+    monkeypatch.setattr("zo_llm.assembly.load_model", spy)
     return calls
 
 

@@ -256,6 +256,6 @@ def test_paper_data_file_uses_the_paper_split_by_default(tmp_path):
     assert train[0]["target"] == 2 and train[-1]["target"] == 201
     assert held_out[0]["target"] == 502 and held_out[-1]["target"] == 2501
     assert len(CountdownTask(CountdownConfig()).examples("eval")) == 200  # generated
-    from zo_llm.runner import build_task
+    from zo_llm.components import build_task
 
     assert len(build_task("countdown", {"data": str(path)}).examples("eval")) == 2000

@@ -9,9 +9,10 @@ import pytest
 
 import zo_llm
 from zo_llm.cli import main
+from zo_llm.components import build_task
 from zo_llm.evaluation import evaluate_task, score
-from zo_llm.models.generation import TextGenerator
-from zo_llm.runner import build_task, load_run_config
+from zo_llm.generation import HFGenerator
+from zo_llm.runner import load_run_config
 from zo_llm.tasks import FileTask, FunctionTask, make_task
 from zo_llm.tasks.custom import contains, exact_match, numeric
 
@@ -74,7 +75,7 @@ def test_raising_and_nan_rewards_follow_the_policy(model, tokenizer):
     task = FunctionTask(ROWS[:4], prompt="{prompt}", reward=fragile)
     rewards = score(task, ROWS[:4], ["a", "b", "c", "d"])
     assert rewards[0] == 1.0 and math.isnan(rewards[1]) and math.isnan(rewards[2])
-    metrics, _ = evaluate_task(TextGenerator(model, tokenizer, 3), task, ROWS[:4])
+    metrics, _ = evaluate_task(HFGenerator(model, tokenizer, 3), task, ROWS[:4])
     assert metrics == {"reward": 1.0, "reward_failures": 2}  # mean of the finite rewards
     run = tiny_run(batch_size=4)  # every member scores all four rows: two of them fail
     experiment = zo_llm.train(model=model, tokenizer=tokenizer, task=task, **run)

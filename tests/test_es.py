@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from zo_llm.fitness import centered_rank, zscore
 from zo_llm.parametrizations import FullWeights, Parametrization
 from zo_llm.strategies import ESConfig, IncompatibleSpaceError, OpenAIES
-from zo_llm.strategies.shaping import centered_rank, zscore
 
 
 def make_es(model, seed=0, **options) -> OpenAIES:
@@ -137,7 +137,7 @@ def test_state_dict_round_trip_continues_identically(model):
         ({"weight_decay": -0.1}, "weight_decay=-0.1"),
         ({"lr_decay": 0.0}, "lr_decay=0.0"),
         ({"lr_decay": 1.5}, "lr_decay=1.5"),
-        ({"shaping": "softmax"}, "softmax.*centered_rank, raw, zscore"),
+        ({"shaping": "softmax"}, "softmax.*centered_rank, prompt_zscore, raw, zscore"),
     ],
 )
 def test_bad_config_names_the_value(options, message):

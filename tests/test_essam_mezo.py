@@ -10,6 +10,7 @@ import torch
 from conftest import tiny_model
 
 from zo_llm.evaluation import evaluate_candidates
+from zo_llm.fitness import zscore
 from zo_llm.parametrizations import FullWeights, TensorSpace
 from zo_llm.parametrizations.noise import chunk_noise, name_key
 from zo_llm.strategies import (
@@ -21,7 +22,6 @@ from zo_llm.strategies import (
     OpenAIES,
 )
 from zo_llm.strategies.es import seeded_update
-from zo_llm.strategies.shaping import zscore
 
 A = torch.linspace(1.0, 10.0, 1000, dtype=torch.float64)  # curvatures of the test quadratic
 

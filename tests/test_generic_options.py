@@ -33,7 +33,7 @@ def test_a_generic_option_without_equivalent_is_refused_naming_the_strategys_opt
         STRATEGIES.get("cem").translate_options({"lr": 0.1})
     assert str(error.value) == (
         "strategy 'cem' has no equivalent of lr (the generic --lr); its options: "
-        "parenthood_ratio, population, sigma, stdev_max_change"
+        "parenthood_ratio, population, shaping, sigma, stdev_max_change"
     )
     with pytest.raises(ValueError, match="strategy 'cma-es' has no equivalent of lr"):
         STRATEGIES.get("cma-es").translate_options({"lr": 0.1})

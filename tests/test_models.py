@@ -7,7 +7,8 @@ import copy
 import pytest
 import torch
 
-from zo_llm.models import TextGenerator, load_model, render_prompt
+from zo_llm.generation import HFGenerator, render_prompt
+from zo_llm.models import load_model
 from zo_llm.tasks.base import ChatPrompt
 
 
@@ -42,8 +43,8 @@ def test_load_model_errors(tmp_path, model_dir):
 
 def test_batched_generation_equals_one_by_one_greedy(model, tokenizer):
     prompts = ["1 + 2 =", "a much longer prompt, padded on the left:", "xyz"]
-    generator = TextGenerator(model, tokenizer, max_new_tokens=6, batch_size=3)
-    completions = generator.generate(generator.encode(prompts))
+    generator = HFGenerator(model, tokenizer, max_new_tokens=6, batch_size=3)
+    completions = generator.generate(generator.prepare(prompts))
     assert completions == [greedy_reference(model, tokenizer, p, 6) for p in prompts]
     assert all(len(c) <= 6 for c in completions)  # one character per token: completion only
 
@@ -53,8 +54,8 @@ def test_generation_stops_at_eos(model, tokenizer):
     first = tokenizer(greedy_reference(model, tokenizer, prompt, 1))["input_ids"][0]
     stopping = copy.deepcopy(model)
     stopping.generation_config.eos_token_id = first  # the first greedy token ends the reply
-    generator = TextGenerator(stopping, tokenizer, max_new_tokens=8)
-    assert len(generator.generate(generator.encode([prompt]))[0]) == 1
+    generator = HFGenerator(stopping, tokenizer, max_new_tokens=8)
+    assert len(generator.generate(generator.prepare([prompt]))[0]) == 1
 
 
 def test_chat_messages_use_the_template_when_there_is_one(tokenizer):
@@ -77,7 +78,7 @@ def test_chat_messages_use_the_template_when_there_is_one(tokenizer):
 
 def test_generator_rejects_bad_settings(model, tokenizer):
     with pytest.raises(ValueError, match="max_new_tokens=0"):
-        TextGenerator(model, tokenizer, max_new_tokens=0)
+        HFGenerator(model, tokenizer, max_new_tokens=0)
 
 
 def test_aliases_resolve_and_unknown_names_pass_through():
@@ -102,8 +103,8 @@ def test_shipped_model_loads_offline_and_generates():
 
     task = CountdownTask()
     example = task.examples("eval")[0]
-    generator = TextGenerator(model, tokenizer, max_new_tokens=48)
-    completion = generator.generate(generator.encode([task.prompt(example)]))[0]
+    generator = HFGenerator(model, tokenizer, max_new_tokens=48)
+    completion = generator.generate(generator.prepare([task.prompt(example)]))[0]
     assert "</think>" in completion  # it learnt the task's format, at least in part
 
 
@@ -119,22 +120,22 @@ def test_smollm2_gguf_from_the_package_loads_as_a_plain_model(tmp_path):
     assert not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
     assert model.lm_head.weight is model.model.embed_tokens.weight  # still tied, held once
     model.save_pretrained(tmp_path)  # a GGUF-loaded model refuses this; ours is plain
-    generator = TextGenerator(model, tokenizer, max_new_tokens=4)
-    assert generator.generate(generator.encode([[{"role": "user", "content": "Hi"}]]))[0]
+    generator = HFGenerator(model, tokenizer, max_new_tokens=4)
+    assert generator.generate(generator.prepare([[{"role": "user", "content": "Hi"}]]))[0]
 
 
 def test_stop_string_ends_each_row_where_its_text_first_has_it(model, tokenizer):
     prompts = ["1 + 2 =", "a much longer prompt, padded on the left:", "xyz"]
     full = [greedy_reference(model, tokenizer, p, 12) for p in prompts]
     stop = full[0][3]  # a character the first completion writes
-    generator = TextGenerator(model, tokenizer, max_new_tokens=12, batch_size=3, stop=(stop,))
-    completions = generator.generate(generator.encode(prompts))
+    generator = HFGenerator(model, tokenizer, max_new_tokens=12, batch_size=3, stop=(stop,))
+    completions = generator.generate(generator.prepare(prompts))
     assert completions == [text.split(stop)[0] for text in full]
     assert completions[0] == full[0][:3]
 
 
 def test_stop_setting_understands_escapes_and_falls_back_to_the_task():
-    from zo_llm.models.generation import cut_at_stop, stop_strings
+    from zo_llm.generation import cut_at_stop, stop_strings
     from zo_llm.tasks import ArithmeticTask
 
     task = ArithmeticTask(ArithmeticTask.test_config())

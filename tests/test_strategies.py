@@ -17,7 +17,8 @@ from conftest import make_char_task, run_numbers, tiny_model
 
 import zo_llm
 from zo_llm.evaluation import evaluate_candidates
-from zo_llm.iteration import Scores, run_iteration
+from zo_llm.evaluation.scores import Scores
+from zo_llm.iteration import run_iteration
 from zo_llm.parametrizations import (
     PARAMETRIZATIONS,
     SEEDED,

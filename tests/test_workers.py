@@ -37,7 +37,7 @@ CASES = {
         "population": 4,
         "sigma": 0.05,
         "lr": 0.05,
-        "fitness": "prompt_zscore",
+        "shaping": "prompt_zscore",
     },
     "cma-es/svd": {
         "strategy": "cma-es",

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from .evaluation import evaluate_candidates
-from .iteration import Scores, run_iteration
+from .evaluation.scores import Scores
+from .iteration import run_iteration
 from .options import make_config
 from .parametrizations.base import Parametrization
 from .parametrizations.tensor import TensorSpace
@@ -127,7 +128,7 @@ def maximize(
                 best_reward, best_x = value, x
             if target is not None and monitor is None and reached is None and value >= target:
                 reached = evaluations
-        return Scores(np.asarray(values, dtype=np.float64))
+        return Scores(np.asarray(values, dtype=np.float64)[:, None])
 
     while True:
         result = run_iteration(search, evaluate)

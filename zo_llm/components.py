@@ -1,8 +1,8 @@
 """Components by name: registry lookups, option objects, pairings, and building them.
 
 The run config (:mod:`zo_llm.config`) calls in here to turn names and option
-dicts into checked option objects; the runner calls in here to build the
-components themselves. A task may also be ``module:object`` (a user's code,
+dicts into checked option objects; the assembly (:mod:`zo_llm.assembly`) calls
+in here to build the components themselves. A task may also be ``module:object`` (a user's code,
 imported when the task is built) or a data file (the ``file`` task); a
 component passed from Python as an object is recorded as ``python:Class`` and
 must be passed again on resume.
@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from .options import check_finite, make_config
 
 if TYPE_CHECKING:
-    from .config import RunConfig
     from .parametrizations.base import Parametrization
     from .strategies.base import Strategy
     from .tasks.base import Task
@@ -100,28 +99,6 @@ def resolve_options(kind: str, name: str, options: Any) -> Any:
         return make_config(cls.config_class, options, owner)
     except TypeError as error:
         raise ValueError(f"{owner}: {error}") from None
-
-
-def check_run(config: RunConfig) -> None:
-    """What can be checked of a run without its model: the pairing, the evaluator, and
-    whether the space can search over a quantised base."""
-    from .evaluation import choose_evaluator
-
-    strategy = component_class("strategy", config.strategy.name)
-    space = component_class("space", config.space.name)
-    if strategy is not None and space is not None:
-        strategy.check_pairing(space)
-    if space is not None:
-        choose_evaluator(config.loop.evaluator, space)
-    quantize = config.model.quantize
-    if quantize and space is not None:
-        problem = space.quantized_base_problem(config.space.options)
-        if problem:
-            raise ValueError(
-                f"quantize={quantize!r} keeps the base frozen in {quantize}, which space "
-                f"{config.space.name!r} cannot use: {problem}. Use --space lora or svd, or "
-                "drop --quantize"
-            )
 
 
 def build_task(name: str, options: Any = None) -> Task:

@@ -40,6 +40,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from .options import same_value
+
 #: The sections of a run config, in the order they are written.
 SECTIONS = ("model", "strategy", "space", "task", "loop", "evaluation", "output")
 #: The sections that name a registry component and hold its options.
@@ -50,6 +52,12 @@ SHORTCUTS = {
     "population": ("strategy", int, "members per iteration (a strategy's own equivalent)"),
     "sigma": ("strategy", float, "perturbation scale (a strategy's own equivalent)"),
     "lr": ("strategy", float, "learning rate (a strategy's own equivalent)"),
+    "shaping": (
+        "strategy",
+        str,
+        "how rewards become fitness: raw, zscore, centered_rank or prompt_zscore (every "
+        "strategy's option; default: the strategy's own)",
+    ),
     "eval_size": ("task", int, "held-out examples (the task's eval_size option; default: all)"),
     "data": ("task", str, "local data file or folder for the task (the task's data option)"),
 }
@@ -84,6 +92,10 @@ class ModelSection:
             "adapter stays in dtype. None: the base in dtype"
         ),
     )
+    backend: str = field(
+        default="hf",
+        metadata=_help("generation backend (zo-llm list): hf, transformers' generate"),
+    )
     threads: int | None = field(default=None, metadata=_help("torch CPU threads (None: torch's)"))
     max_new_tokens: int = field(default=64, metadata=_help("tokens generated per prompt"))
     stop: str | None = field(
@@ -105,8 +117,10 @@ class ModelSection:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; use one of: {', '.join(DTYPES)}")
+        from .generation import GENERATORS
         from .models.quantize import check_quantization
 
+        GENERATORS.get(self.backend)  # an unknown name lists the known ones
         check_quantization(self.quantize)
         _at_least(self, 1, "max_new_tokens")
         if self.generation_batch_size is not None:
@@ -205,13 +219,6 @@ class LoopSection:
     worker_gpus: float = field(
         default=0.0, metadata=_help("GPUs Ray reserves per worker (1: one GPU each)")
     )
-    fitness: str = field(
-        default="mean",
-        metadata=_help(
-            "a member's fitness from its rewards on the prompts: mean, or prompt_zscore "
-            "(each prompt's rewards z-scored across the members first, a GRPO-like baseline)"
-        ),
-    )
     evaluator: str = field(
         default="auto",
         metadata=_help(
@@ -227,10 +234,6 @@ class LoopSection:
         if self.seed < 0:
             raise ValueError(f"seed={self.seed} must be >= 0")
         _at_least(self, 1, "workers")
-        from .evaluation.base import FITNESS
-
-        if self.fitness not in FITNESS:
-            raise ValueError(f"unknown fitness {self.fitness!r}; use one of: {', '.join(FITNESS)}")
         if not self.worker_cpus > 0 or not self.worker_gpus >= 0:
             raise ValueError(
                 f"worker_cpus={self.worker_cpus} must be > 0 and worker_gpus="
@@ -340,8 +343,6 @@ class RunConfig:
     output: OutputSection = field(default_factory=OutputSection)
 
     def __post_init__(self) -> None:
-        from .components import check_run
-
         check_run(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -362,6 +363,30 @@ class RunConfig:
     def with_settings(self, **settings: Any) -> RunConfig:
         """A copy with flat settings replaced, resolved as one more layer."""
         return resolve(self.to_dict(), settings)
+
+
+def check_run(config: RunConfig) -> None:
+    """What can be checked of a run without its model: the pairing (and the space methods
+    the strategy calls), the evaluator, and whether the space can search over a quantised base.
+    """
+    from .components import component_class
+    from .evaluation import choose_evaluator
+
+    strategy = component_class("strategy", config.strategy.name)
+    space = component_class("space", config.space.name)
+    if strategy is not None and space is not None:
+        strategy.check_pairing(space)
+    if space is not None:
+        choose_evaluator(config.loop.evaluator, space)
+    quantize = config.model.quantize
+    if quantize and space is not None:
+        problem = space.quantized_base_problem(config.space.options)
+        if problem:
+            raise ValueError(
+                f"quantize={quantize!r} keeps the base frozen in {quantize}, which space "
+                f"{config.space.name!r} cannot use: {problem}. Use --space lora or svd, or "
+                "drop --quantize"
+            )
 
 
 # --- layers -----------------------------------------------------------------
@@ -473,16 +498,6 @@ def nest(layer: Mapping[str, Any], where: str = "settings") -> dict[str, dict[st
                 )
             options[key] = value
     return nested
-
-
-def same_value(a: Any, b: Any) -> bool:
-    """Equal as given, or as numbers (``"1e-3"`` and ``0.001``: flags are strings)."""
-    if a == b:
-        return True
-    try:
-        return float(a) == float(b)
-    except (TypeError, ValueError):
-        return False
 
 
 def resolve(*layers: Mapping[str, Any] | None, where: str = "settings") -> RunConfig:

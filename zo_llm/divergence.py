@@ -18,27 +18,23 @@ from typing import Any
 
 import torch
 
-from .models.generation import TextGenerator
-from .tasks.base import Prompt
-
 
 @torch.no_grad()
 def kl_from_reference(
     model: torch.nn.Module,
     reference: torch.nn.Module,
     tokenizer: Any,
-    prompts: Sequence[Prompt],
-    max_new_tokens: int = 128,
+    encoded: Sequence[list[int]],
+    generation_config: Any,
     batch_size: int = 16,
 ) -> dict[str, float]:
-    """Per-token KL(model || reference) on ``model``'s greedy completions of ``prompts``.
+    """Per-token KL(model || reference) on ``model``'s greedy completions of ``encoded`` prompts.
 
-    Both models must share ``tokenizer``'s vocabulary. Returns ``kl`` (nats per
-    generated token), ``kl_per_sequence`` and ``kl_tokens`` (tokens counted).
+    ``generation_config`` is the greedy decoding of the completions (``max_new_tokens``,
+    end of sequence). Both models must share ``tokenizer``'s vocabulary. Returns ``kl``
+    (nats per generated token), ``kl_per_sequence`` and ``kl_tokens`` (tokens counted).
     """
-    generator = TextGenerator(model, tokenizer, max_new_tokens, batch_size)
-    encoded = generator.encode(prompts)
-    eos = generator.generation_config.eos_token_id
+    eos = generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
     total, tokens, sequences = 0.0, 0, []
     for start in range(0, len(encoded), batch_size):
@@ -50,7 +46,7 @@ def kl_from_reference(
             [[0] * (width - len(x)) + [1] * len(x) for x in batch], device=model.device
         )
         output = model.generate(
-            input_ids=ids, attention_mask=prompt_mask, generation_config=generator.generation_config
+            input_ids=ids, attention_mask=prompt_mask, generation_config=generation_config
         )
         new_mask = _completion_mask(output[:, width:], eos_ids)
         mask = torch.cat([prompt_mask, new_mask], dim=1)

@@ -22,15 +22,52 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
+from .evaluation.heldout import evaluate_heldout
 from .tasks.base import main_metric
 
 if TYPE_CHECKING:
-    from .runner import Experiment
+    from .assembly import Run
+    from .config import EvaluationSection, RunConfig
+    from .rundir import RunDir
 
 Record = dict[str, Any]
+
+
+class RunView(Protocol):
+    """What a hook sees of a run: its config, parts and folder, the loop's counters, and the
+    few things it may ask of the loop (:class:`~zo_llm.runner.Experiment` is one)."""
+
+    config: RunConfig
+    parts: Run
+    rundir: RunDir | None
+    iteration: int  # iterations finished
+    samples: int  # sample evaluations so far: members x prompts
+    elapsed: float  # training seconds so far
+    logged_lines: int  # records in metrics.jsonl
+    evaluated_at: int | None  # the iteration of the last held-out evaluation
+    stop_requested: str | None
+
+    def log(self, record: Record) -> None: ...
+
+    def request_stop(self, reason: str) -> None: ...
+
+    def finished(self) -> bool: ...
+
+    def describe(self) -> str: ...
+
+    def show_first_prompt(self) -> str: ...
+
+    def save_final(self, path: Path) -> None: ...
+
+    def reporting(
+        self, phase: str, total: int, rows_per_unit: int
+    ) -> AbstractContextManager[None]: ...
 
 
 class Hook:
@@ -41,20 +78,20 @@ class Hook:
 
     every: int = 1
 
-    def due(self, run: Experiment) -> bool:
+    def due(self, run: RunView) -> bool:
         """Whether :meth:`after_iteration` runs after the iteration just done."""
         return self.every > 0 and run.iteration % self.every == 0
 
-    def on_start(self, run: Experiment) -> None:
+    def on_start(self, run: RunView) -> None:
         """Before the first iteration of this call to :meth:`Experiment.run`."""
 
-    def after_start(self, run: Experiment) -> None:
+    def after_start(self, run: RunView) -> None:
         """Once every hook has started: the first records may be logged here."""
 
-    def on_record(self, run: Experiment, record: Record) -> None:
+    def on_record(self, run: RunView, record: Record) -> None:
         """For every record the run logs (``record["type"]`` is ``"train"`` or ``"eval"``)."""
 
-    def on_progress(self, run: Experiment, phase: str, done: int, total: int) -> None:
+    def on_progress(self, run: RunView, phase: str, done: int, total: int) -> None:
         """After each batch generated: ``done`` of ``total`` ``phase`` units so far.
 
         ``phase`` is ``"members"`` (an iteration's members evaluated) or ``"held-out"``
@@ -62,13 +99,13 @@ class Hook:
         reports its held-out evaluations only (its members generate elsewhere).
         """
 
-    def after_iteration(self, run: Experiment, record: Record) -> None:
+    def after_iteration(self, run: RunView, record: Record) -> None:
         """After an iteration, with its train record, when :meth:`due`."""
 
-    def on_end(self, run: Experiment) -> None:
+    def on_end(self, run: RunView) -> None:
         """After the last iteration, when the loop ended without an error."""
 
-    def close(self, run: Experiment) -> None:
+    def close(self, run: RunView) -> None:
         """Always, last: release files and connections."""
 
 
@@ -79,7 +116,7 @@ class CallbackHook(Hook):
         self.function = function
         self.every = every
 
-    def after_iteration(self, run: Experiment, record: Record) -> None:
+    def after_iteration(self, run: RunView, record: Record) -> None:
         if self.function(record) is True:
             run.request_stop(f"{getattr(self.function, '__name__', 'a hook')} asked to stop")
 
@@ -95,54 +132,161 @@ def as_hook(hook: Hook | Callable[[Record], Any]) -> Hook:
 
 class HeldoutEvaluation(Hook):
     """Scores the held-out set at the start, every ``eval_every`` iterations, each time
-    ``eval_every_samples`` more sample evaluations are spent, and at the end."""
+    ``eval_every_samples`` more sample evaluations are spent, and at the end.
 
-    def __init__(self, every: int, every_samples: int | None) -> None:
-        self.every = every
-        self.every_samples = every_samples
+    With ``eval_kl`` it also holds the base model that KL is measured from,
+    loaded by ``load_reference()`` when the loop starts (its loading is no
+    evaluation's time).
+    """
+
+    def __init__(
+        self, settings: EvaluationSection, load_reference: Callable[[], Any] | None = None
+    ) -> None:
+        self.settings = settings
+        self.every = settings.eval_every
+        self.every_samples = settings.eval_every_samples
+        self.load_reference = load_reference
+        self.reference: Any = None
         self._samples_before = 0
 
-    def on_start(self, run: Experiment) -> None:
+    def on_start(self, run: RunView) -> None:
         self._samples_before = run.samples
+        if self.settings.eval_kl and self.reference is None:
+            self.reference = self.load_reference()
 
-    def after_start(self, run: Experiment) -> None:
+    def evaluate(self, run: RunView) -> Record:
+        """Held-out metrics of the current model, as an eval record (``time``: training only)."""
+        start = time.perf_counter()
+        settings, parts = self.settings, run.parts
+        prompts = len(parts.eval_examples) * (1 + settings.eval_samples)
+        with run.reporting("held-out", prompts, 1):
+            metrics, _ = evaluate_heldout(
+                parts.generator,
+                parts.task,
+                parts.eval_examples,
+                samples=settings.eval_samples,
+                temperature=settings.eval_temperature,
+                seed=run.config.loop.seed * 1_000_003 + run.iteration,  # resumes draw the same
+                reference=self.reference,
+                scorer=parts.scorer,
+            )
+        return {
+            "type": "eval",
+            "iteration": run.iteration,
+            "split": "eval",
+            **metrics,
+            "time": run.elapsed,
+            "eval_seconds": time.perf_counter() - start,
+            "samples": run.samples,
+        }
+
+    def after_start(self, run: RunView) -> None:
         if run.iteration == 0:
-            run.log(run.evaluate())
+            run.log(self.evaluate(run))
 
-    def due(self, run: Experiment) -> bool:
+    def due(self, run: RunView) -> bool:
         before, self._samples_before = self._samples_before, run.samples
         period = self.every_samples
         crossed = period is not None and run.samples // period > before // period
         return crossed or super().due(run)
 
-    def after_iteration(self, run: Experiment, record: Record) -> None:
-        run.log(run.evaluate())
+    def after_iteration(self, run: RunView, record: Record) -> None:
+        run.log(self.evaluate(run))
 
-    def on_end(self, run: Experiment) -> None:
+    def on_end(self, run: RunView) -> None:
         if run.evaluated_at != run.iteration:
-            run.log(run.evaluate())
+            run.log(self.evaluate(run))
 
 
 class Checkpointing(Hook):
     """Writes the run's checkpoint every ``every`` iterations and after the last one.
 
-    Between checkpoints it keeps the finished iteration's state in memory,
-    which Ctrl-C writes. The last checkpoint precedes the closing evaluation,
-    so a run resumed from it to more iterations logs exactly what an
-    uninterrupted run would.
+    The one home of the checkpoint: what it holds (:meth:`state`: the loop's
+    counters and the search's state), how it is written (with a snapshot of
+    the growing states every ``snapshot_every`` iterations) and read back
+    (:meth:`restore`). Between checkpoints it keeps the finished iteration's
+    state in memory, which Ctrl-C writes (:meth:`save_unsaved`). The last
+    checkpoint precedes the closing evaluation, so a run resumed from it to
+    more iterations logs exactly what an uninterrupted run would.
     """
 
-    def __init__(self, every: int) -> None:
+    def __init__(self, rundir: RunDir, every: int, snapshot_every: int) -> None:
+        self.rundir = rundir
         self.every = every
+        self.snapshot_every = snapshot_every
+        self.saved_iteration: int | None = None  # the iteration of the folder's checkpoint
+        self._snapshot: str | None = None  # the snapshot the checkpoint names, if any
+        self._snapshot_iteration = 0
+        self._unsaved: dict[str, Any] | None = None  # a finished iteration's state, unsaved
 
-    def due(self, run: Experiment) -> bool:
+    @staticmethod
+    def state(run: RunView) -> dict[str, Any]:
+        """What a checkpoint holds: the loop's counters, the strategy's and the space's state."""
+        return {
+            "iteration": run.iteration,
+            "elapsed": run.elapsed,
+            "samples": run.samples,
+            "metrics_lines": run.logged_lines,
+            **run.parts.state_dict(),
+        }
+
+    def restore(self, run: RunView, state: dict[str, Any]) -> None:
+        """Moves ``run`` to a checkpoint's state (see :meth:`state`).
+
+        A checkpoint that names a snapshot (``state["snapshot"]``, a file of the
+        run folder) loads the growing states from it and replays only what
+        came after it.
+        """
+        name = state.get("snapshot")
+        if name is None:
+            run.parts.load_state_dict(state)
+        else:
+            with self.rundir.open_snapshot(name) as snapshot:
+                run.parts.load_state_dict(state, snapshot)
+            self._snapshot, self._snapshot_iteration = name, int(state["snapshot_iteration"])
+        run.iteration = int(state["iteration"])
+        run.elapsed = float(state["elapsed"])
+        run.samples = int(state["samples"])
+        run.logged_lines = int(state["metrics_lines"])
+        self.saved_iteration = run.iteration
+
+    def due(self, run: RunView) -> bool:
         return True
 
-    def after_iteration(self, run: Experiment, record: Record) -> None:
+    def after_iteration(self, run: RunView, record: Record) -> None:
         if run.finished() or run.stop_requested is not None or super().due(run):
-            run.save_checkpoint()
+            self.save(run, self.state(run))
         else:
-            run.keep_state()
+            self._unsaved = self.state(run)
+
+    def save_unsaved(self, run: RunView) -> None:
+        """Writes the kept state of the last finished iteration, if not written yet (Ctrl-C).
+
+        No snapshot: the weights may be mid-move.
+        """
+        if self._unsaved is not None:
+            self.save(run, self._unsaved, snapshot=False)
+
+    def save(self, run: RunView, state: dict[str, Any], snapshot: bool = True) -> None:
+        """Writes ``state``'s checkpoint, with a snapshot when one is due.
+
+        A snapshot is due ``snapshot_every`` iterations after the last one,
+        for the components whose state grows (:meth:`Parametrization.snapshot`);
+        it is written before the checkpoint that names it, and the one before
+        it is deleted after, so a kill at any point leaves a checkpoint whose
+        snapshot exists.
+        """
+        state = dict(state)
+        since = run.iteration - self._snapshot_iteration
+        if snapshot and since >= self.snapshot_every:
+            tensors = run.parts.snapshot_tensors()
+            if tensors:
+                self._snapshot = self.rundir.save_snapshot(run.iteration, tensors)
+                self._snapshot_iteration = run.iteration
+        state["snapshot"], state["snapshot_iteration"] = self._snapshot, self._snapshot_iteration
+        self.rundir.save_checkpoint(state)
+        self.rundir.prune_snapshots(self._snapshot)
+        self._unsaved, self.saved_iteration = None, int(state["iteration"])
 
 
 class BestModel(Hook):
@@ -158,7 +302,7 @@ class BestModel(Hook):
     def __init__(self) -> None:
         self.best: float | None = None
 
-    def on_start(self, run: Experiment) -> None:
+    def on_start(self, run: RunView) -> None:
         rundir = run.rundir
         if run.logged_lines == 0:  # a new run (or one started over): nothing is best yet
             shutil.rmtree(rundir.best, ignore_errors=True)
@@ -166,7 +310,7 @@ class BestModel(Hook):
         elif rundir.best_file.exists():
             self.best = float(json.loads(rundir.best_file.read_text())["value"])
 
-    def on_record(self, run: Experiment, record: Record) -> None:
+    def on_record(self, run: RunView, record: Record) -> None:
         if record["type"] != "eval":
             return
         metric = main_metric(record)

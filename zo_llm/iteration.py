@@ -15,30 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .strategies.base import AnyCandidate, Strategy
-
-
-@dataclass
-class Scores:
-    """What an evaluation of one round returns: a reward per candidate, and failures.
-
-    ``failures`` counts the completion rewards that raised or were not finite
-    (see the reward policy in :mod:`zo_llm.evaluation`). ``rewards`` is what the
-    strategy is told; an evaluator of prompts also keeps ``per_prompt``
-    (candidates x prompts, NaN where a reward failed) and, when its fitness is
-    not the plain mean (:func:`zo_llm.evaluation.base.member_fitness`), the mean
-    rewards in ``means``, which are what the run logs.
-    """
-
-    rewards: np.ndarray
-    failures: int = 0
-    per_prompt: np.ndarray | None = None
-    means: np.ndarray | None = None
-
-    @property
-    def logged(self) -> np.ndarray:
-        """The candidates' mean rewards: what the logs show, whatever the strategy is told."""
-        return self.rewards if self.means is None else self.means
+    from .candidates import AnyCandidate
+    from .evaluation.scores import Scores
+    from .strategies.base import Strategy
 
 
 @dataclass
@@ -64,7 +43,7 @@ class IterationResult:
         }
 
 
-Evaluate = Callable[["Sequence[AnyCandidate]"], Scores]
+Evaluate = Callable[["Sequence[AnyCandidate]"], "Scores"]
 
 
 def run_iteration(strategy: Strategy, evaluate: Evaluate) -> IterationResult:
@@ -80,8 +59,8 @@ def run_iteration(strategy: Strategy, evaluate: Evaluate) -> IterationResult:
     while True:
         candidates = strategy.ask()
         scores = evaluate(candidates)
-        info = strategy.tell(candidates, scores.rewards)
-        rewards.extend(np.asarray(scores.logged, dtype=np.float64).tolist())
+        info = strategy.tell(candidates, scores.per_prompt)
+        rewards.extend(scores.rewards.tolist())
         evaluations += len(candidates)
         invalid += info.get("invalid", 0)
         failures += scores.failures

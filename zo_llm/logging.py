@@ -15,14 +15,10 @@ import numbers
 import shutil
 import sys
 import uuid
-from typing import TYPE_CHECKING
 
-from .hooks import Hook, Record
+from .hooks import Hook, Record, RunView
 from .rundir import METRICS_FILE, read_metrics
 from .tasks.base import main_metric
-
-if TYPE_CHECKING:
-    from .runner import Experiment
 
 __all__ = ["METRICS_FILE", "MetricsFile", "ProgressBar", "TensorBoard", "Wandb", "read_metrics"]
 
@@ -30,12 +26,12 @@ __all__ = ["METRICS_FILE", "MetricsFile", "ProgressBar", "TensorBoard", "Wandb",
 class MetricsFile(Hook):
     """Appends every record to the run folder's ``metrics.jsonl``."""
 
-    def on_start(self, run: Experiment) -> None:
+    def on_start(self, run: RunView) -> None:
         path = run.rundir.metrics_file
         old = path.read_text() if path.exists() else ""
         path.write_text("".join(old.splitlines(keepends=True)[: run.logged_lines]))
 
-    def on_record(self, run: Experiment, record: Record) -> None:
+    def on_record(self, run: RunView, record: Record) -> None:
         with run.rundir.metrics_file.open("a") as handle:
             handle.write(json.dumps(_strict_json(record)) + "\n")
 
@@ -51,7 +47,7 @@ class TensorBoard(Hook):
     def __init__(self) -> None:
         self._writer = None
 
-    def on_start(self, run: Experiment) -> None:
+    def on_start(self, run: RunView) -> None:
         from torch.utils.tensorboard import SummaryWriter  # imported lazily: slow import
 
         folder = run.rundir.path / "tensorboard"
@@ -61,13 +57,13 @@ class TensorBoard(Hook):
         for record in run.rundir.metrics():
             self.on_record(run, record)
 
-    def on_record(self, run: Experiment, record: Record) -> None:
+    def on_record(self, run: RunView, record: Record) -> None:
         step = int(record.get("iteration", 0))
         for key, value in _scalars(record):
             self._writer.add_scalar(f"{record.get('type', 'run')}/{key}", value, step)
         self._writer.flush()
 
-    def close(self, run: Experiment) -> None:
+    def close(self, run: RunView) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -87,7 +83,7 @@ class Wandb(Hook):
         self.project = project
         self._run = None
 
-    def on_start(self, run: Experiment) -> None:
+    def on_start(self, run: RunView) -> None:
         import wandb  # present: the run config checked it before the model loaded
 
         id_file = run.rundir.path / "wandb_id"
@@ -102,12 +98,12 @@ class Wandb(Hook):
             config=run.config.to_dict(),
         )
 
-    def on_record(self, run: Experiment, record: Record) -> None:
+    def on_record(self, run: RunView, record: Record) -> None:
         kind = record.get("type", "run")
         values = {f"{kind}/{key}": value for key, value in _scalars(record)}
         self._run.log(values | {"iteration": int(record.get("iteration", 0))})
 
-    def close(self, run: Experiment) -> None:
+    def close(self, run: RunView) -> None:
         if self._run is not None:
             self._run.finish()
             self._run = None
@@ -127,7 +123,7 @@ class ProgressBar(Hook):
         self._bar = None
         self._shown: dict[str, str] = {}
 
-    def on_start(self, run: Experiment) -> None:
+    def on_start(self, run: RunView) -> None:
         from tqdm.auto import tqdm
 
         tqdm.write(run.describe() + "\n" + run.show_first_prompt(), file=sys.stderr)
@@ -140,11 +136,11 @@ class ProgressBar(Hook):
             file=sys.stderr,
         )
 
-    def on_progress(self, run: Experiment, phase: str, done: int, total: int) -> None:
+    def on_progress(self, run: RunView, phase: str, done: int, total: int) -> None:
         self._shown["now"] = f"{phase} {done}/{total}"
         self._refresh()
 
-    def on_record(self, run: Experiment, record: Record) -> None:
+    def on_record(self, run: RunView, record: Record) -> None:
         self._shown.pop("now", None)
         if record["type"] == "train":
             self._bar.update(1)
@@ -162,7 +158,7 @@ class ProgressBar(Hook):
         shown = (value if key == "now" else f"{key}={value}" for key, value in self._shown.items())
         self._bar.set_postfix_str(", ".join(shown))
 
-    def close(self, run: Experiment) -> None:
+    def close(self, run: RunView) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None

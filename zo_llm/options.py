@@ -95,3 +95,13 @@ def _coerce(value: Any, annotation: Any, name: str, owner: str) -> Any:
             f"{getattr(annotation, '__name__', annotation)}"
         ) from None
     return value
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as given, or as numbers (``"1e-3"`` and ``0.001``: flags are strings)."""
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False

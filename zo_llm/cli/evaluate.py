@@ -121,38 +121,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from . import quiet_transformers
 
     quiet_transformers()
-    import torch
-
-    from ..components import build_task
-    from ..evaluation import Evaluator, evaluate_heldout
-    from ..models import TextGenerator, load_model
-    from ..models.generation import stop_strings
+    from ..assembly import build_run
+    from ..evaluation import evaluate_heldout
+    from ..models import load_model
 
     config, source = resolve_eval_config(args)
-    task = build_task(config.task.name, config.task.options)
-    examples = list(task.examples(args.split))
-    if config.model.threads:
-        torch.set_num_threads(config.model.threads)
-    model, tokenizer = load_model(
-        config.model.name, config.model.dtype, config.model.device, config.model.quantize
-    )
-    warn_non_finite(model, config.model.name)
-    rows = config.model.generation_batch_size or Evaluator.default_rows(model.device)
-    stop = stop_strings(config.model.stop, task)
-    generator = TextGenerator(model, tokenizer, config.model.max_new_tokens, rows, stop=stop)
+    run = build_run(config, purpose="eval")
+    examples = run.train_examples if args.split == "train" else run.eval_examples
+    warn_non_finite(run.model, config.model.name)
     reference = None
     if args.reference:
         reference, _ = load_model(args.reference, config.model.dtype, config.model.device)
         warn_non_finite(reference, args.reference)
-    metrics, outputs = evaluate_heldout(
-        generator,
-        task,
-        examples,
-        samples=args.samples,
-        temperature=args.temperature,
-        seed=args.seed,
-        reference=reference,
-    )
+    try:
+        metrics, outputs = evaluate_heldout(
+            run.generator,
+            run.task,
+            examples,
+            samples=args.samples,
+            temperature=args.temperature,
+            seed=args.seed,
+            reference=reference,
+            scorer=run.scorer,
+        )
+    finally:
+        run.close()
     report = {
         "model": config.model.name,
         "task": config.task.name,

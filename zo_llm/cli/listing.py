@@ -1,4 +1,5 @@
-"""``zo-llm list``: strategies, parametrizations, tasks, model aliases, recipes, every option."""
+"""``zo-llm list``: strategies, parametrizations, tasks, evaluators, fitness shapings,
+generation backends, model aliases, recipes, every option."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from ..options import option_help
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
-        "list", help="strategies, parametrizations, tasks, model aliases and recipes"
+        "list",
+        help="strategies, parametrizations, tasks, evaluators, shapings, backends, model "
+        "aliases and recipes",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=cmd_list)
@@ -35,11 +38,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         for space in spaces:
             listing["parametrizations"][space].setdefault("strategies", []).append(strategy)
     from ..evaluation import EVALUATORS
+    from ..fitness import FITNESS
+    from ..generation import GENERATORS
     from ..models.aliases import ALIASES
 
-    listing["evaluators"] = {
-        name: {"summary": _summary(EVALUATORS.get(name))} for name in EVALUATORS
-    }
+    for section, registry in (
+        ("evaluators", EVALUATORS),
+        ("shapings", FITNESS),
+        ("backends", GENERATORS),
+    ):
+        listing[section] = {name: {"summary": _summary(registry.get(name))} for name in registry}
 
     listing["models"] = {name: {"summary": alias.description} for name, alias in ALIASES.items()}
     from ..recipes import describe, names

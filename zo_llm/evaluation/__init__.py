@@ -1,23 +1,35 @@
 """Scoring populations (the :class:`Evaluator` seam) and held-out sets.
 
-The evaluators and their registry import no heavy library, so a run config
-can choose and check its evaluator before anything loads; the held-out
-functions (which generate text) are imported on first use.
+The evaluators and their registry import no heavy library (Ray is imported
+by the ``ray`` wrapper when it starts), so a run config can choose and check
+its evaluator before anything loads.
 """
 
-from ..lazy import lazy_exports
-from . import batched, sequential  # noqa: F401 -- register the evaluators
-from .base import EVALUATORS, Evaluator, choose_evaluator, evaluate_candidates, score
+from . import batched, distributed, sequential  # noqa: F401 -- register the evaluators
+from .base import (
+    EVALUATORS,
+    Evaluator,
+    build_evaluator,
+    check_distribution,
+    choose_evaluator,
+    evaluate_candidates,
+    score,
+)
 from .batched import BatchedEvaluator
+from .distributed import RayEvaluator
+from .heldout import evaluate_heldout, evaluate_sampled, evaluate_task
+from .scores import Scores
 from .sequential import SequentialEvaluator
-
-_EXPORTS = {name: "heldout" for name in ("evaluate_heldout", "evaluate_sampled", "evaluate_task")}
 
 __all__ = [
     "EVALUATORS",
     "BatchedEvaluator",
     "Evaluator",
+    "RayEvaluator",
+    "Scores",
     "SequentialEvaluator",
+    "build_evaluator",
+    "check_distribution",
     "choose_evaluator",
     "evaluate_candidates",
     "evaluate_heldout",
@@ -25,5 +37,3 @@ __all__ = [
     "evaluate_task",
     "score",
 ]
-
-__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -20,23 +20,21 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
-from ..iteration import Scores
-from ..parametrizations.base import candidate_vector
+from ..candidates import SEEDED
 from ..registry import Registry
-from ..tasks.base import mean_finite
 from .rewards import RewardScorer
+from .scores import Scores
 
 if TYPE_CHECKING:
-    from ..models.generation import TextGenerator
+    from ..candidates import AnyCandidate
+    from ..generation import Generator
     from ..parametrizations.base import Parametrization
-    from ..strategies.base import AnyCandidate
     from ..tasks.base import Example, Task
 
 T = TypeVar("T")
@@ -46,24 +44,28 @@ AUTO = "auto"
 class Evaluator(ABC):
     """Scores candidates on prompts: one fitness per candidate, in order.
 
-    Built with the run's bound space, its text generator and its task; the
-    fitness is the mean reward unless ``fitness`` says otherwise.
+    Built with the run's bound space, its text generator and its task; it
+    returns every reward (candidates x prompts), which the strategy shapes.
     """
 
     #: Lower is tried first by ``evaluator = "auto"``.
     preference: ClassVar[int] = 100
     name: ClassVar[str] = "evaluator"  # set by the registry
+    #: A wrapper spreads another evaluator's work (over Ray workers, say): it is chosen by
+    #: :meth:`wanted` from the run config, never by ``evaluator = NAME`` nor by ``auto``,
+    #: and built as ``cls(inner, config, driver_state, replica)``: ``driver_state()`` is the
+    #: search's state to start from, ``replica(config, purpose="replica")`` builds a copy of
+    #: the run elsewhere.
+    #: (Configs are typed ``Any`` here: the run config imports this module to check itself.)
+    wrapper: ClassVar[bool] = False
 
     def __init__(
         self,
         space: Parametrization,
-        generator: TextGenerator,
+        generator: Generator,
         task: Task,
         scorer: RewardScorer | None = None,
-        fitness: str = "mean",
     ) -> None:
-        if fitness not in FITNESS:
-            raise ValueError(f"unknown fitness {fitness!r}; use one of: {', '.join(FITNESS)}")
         if not self.supports(type(space)):
             raise ValueError(
                 f"evaluator {self.name!r} cannot run space {type(space).__name__}; evaluators "
@@ -74,8 +76,6 @@ class Evaluator(ABC):
         self.task = task
         #: How rewards are called (the run's time limit); default: in this process.
         self.scorer = scorer if scorer is not None else RewardScorer(task)
-        #: How a member's rewards on the prompts become its fitness (:func:`member_fitness`).
-        self.fitness = fitness
 
     @classmethod
     def supports(cls, space: type[Parametrization]) -> bool:
@@ -93,13 +93,31 @@ class Evaluator(ABC):
         return 32
 
     @abstractmethod
-    def evaluate(
-        self,
-        candidates: Sequence[AnyCandidate],
-        examples: Sequence[Example],
-        encoded: list[list[int]],
-    ) -> Scores:
-        """Rewards of ``candidates`` on ``examples`` (``encoded``: their prompts' token ids)."""
+    def evaluate(self, candidates: Sequence[AnyCandidate], examples: Sequence[Example]) -> Scores:
+        """Rewards of ``candidates`` on ``examples``: candidates x prompts, and the failures."""
+
+    def prepare(self, examples: Sequence[Example]) -> Any:
+        """The examples' prompts, prepared once for every member of the round."""
+        return self.generator.prepare([self.task.prompt(example) for example in examples])
+
+    def describe(self) -> str:
+        """How a population is scored, for the run's banner (``batched evaluation``, say)."""
+        return f"{self.name} evaluation"
+
+    def take_counters(self) -> dict[str, float]:
+        """Counts since the last call that the iteration's record shows (none here)."""
+        return {}
+
+    @classmethod
+    def wanted(cls, config: Any) -> bool:
+        """Whether a wrapper wraps the run's evaluator (``--workers 2``, say)."""
+        del config
+        return False
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """Refuses a run config that a wanted wrapper cannot run, before the model loads."""
+        del config
 
     def member_groups(self, members: int, prompts: int) -> list[range]:
         """Members that must be scored together to get this evaluator's numbers (each alone)."""
@@ -114,11 +132,38 @@ class Evaluator(ABC):
 EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")
 
 
+def _wrappers(config: Any) -> list[type[Evaluator]]:
+    """The registered wrappers that ``config`` asks for, in name order."""
+    found = (EVALUATORS.get(name) for name in EVALUATORS.names())
+    return [cls for cls in found if cls.wrapper and cls.wanted(config)]
+
+
+def check_distribution(config: Any) -> None:
+    """Refuses, before any model loads, what the wrappers the config asks for cannot run."""
+    for cls in _wrappers(config):
+        cls.check_config(config)
+
+
+def build_evaluator(
+    evaluator: Evaluator,
+    config: Any,
+    driver_state: Callable[[], dict[str, Any]],
+    replica: Callable[..., Any] | None,
+) -> Evaluator:
+    """``evaluator`` inside the wrappers ``config`` asks for (none for a ``replica``-less run:
+    a replica is never spread further)."""
+    if replica is None:
+        return evaluator
+    for cls in _wrappers(config):
+        evaluator = cls(evaluator, config, driver_state, replica)
+    return evaluator
+
+
 def choose_evaluator(name: str, space: type[Parametrization]) -> type[Evaluator]:
     """The evaluator class named ``name`` (or the preferred one for ``auto``) for ``space``.
 
     Raises:
-      ValueError: for an unknown name, or one that cannot run ``space``.
+      ValueError: for an unknown name, a wrapper, or one that cannot run ``space``.
     """
     if name == AUTO:
         fitting = [EVALUATORS.get(n) for n in _able(space)]
@@ -126,6 +171,11 @@ def choose_evaluator(name: str, space: type[Parametrization]) -> type[Evaluator]
             raise ValueError(f"no registered evaluator can run space {space.__name__}")
         return min(fitting, key=lambda cls: cls.preference)
     cls = EVALUATORS.get(name)
+    if cls.wrapper:
+        raise ValueError(
+            f"evaluator {name!r} spreads another evaluator and is chosen by the run's settings "
+            f"(e.g. --workers 2), not by name; evaluators to name: {', '.join(_able(space))}"
+        )
     if not cls.supports(space):
         raise ValueError(
             f"evaluator {name!r} cannot run space {space.__name__}; evaluators that can: "
@@ -135,8 +185,9 @@ def choose_evaluator(name: str, space: type[Parametrization]) -> type[Evaluator]
 
 
 def _able(space: type[Parametrization]) -> list[str]:
-    """The registered evaluators that can run ``space``."""
-    return [n for n in EVALUATORS.names() if EVALUATORS.get(n).supports(space)]
+    """The registered evaluators (not wrappers) that can run ``space``."""
+    found = [(n, EVALUATORS.get(n)) for n in EVALUATORS.names()]
+    return [n for n, cls in found if not cls.wrapper and cls.supports(space)]
 
 
 def score(
@@ -166,43 +217,10 @@ def around_offsets(
             yield list(group)
 
 
-#: How a member's rewards on the prompts become the one number its strategy is told.
-FITNESS = ("mean", "prompt_zscore")
-
-
-def member_fitness(per_prompt: np.ndarray, fitness: str, failures: int = 0) -> Scores:
-    """The population's scores from its rewards per prompt (members x prompts, NaN: failed).
-
-    ``mean``: each member's mean finite reward. ``prompt_zscore`` (the GRPO-like
-    baseline of eggroll-vllm): each prompt's rewards are centred on that prompt's
-    mean over the members and divided by their spread there, and a member's
-    fitness is the mean of its normalised rewards, so that every prompt on which
-    the members disagree weighs the same, however small the disagreement, and a
-    prompt that all members answer alike weighs nothing. (Centring alone would
-    change nothing: the mean of centred rewards is the centred mean, which any
-    shaping of the strategy centres anyway.)
-    """
-    if fitness not in FITNESS:
-        raise ValueError(f"unknown fitness {fitness!r}; use one of: {', '.join(FITNESS)}")
-    means = np.array([mean_finite(row) for row in per_prompt.tolist()], dtype=np.float64)
-    if fitness == "mean":
-        return Scores(means, failures, per_prompt)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a prompt no member scored
-        centre = np.nanmean(per_prompt, axis=0)
-        spread = np.nanstd(per_prompt, axis=0)
-    normalised = (per_prompt - centre) / np.where(spread > 0, spread, np.inf)
-    shaped = np.array([mean_finite(row) for row in normalised.tolist()], dtype=np.float64)
-    return Scores(shaped, failures, per_prompt, means)
-
-
 def score_members(
-    scorer: RewardScorer,
-    examples: Sequence[Example],
-    completions: Sequence[Sequence[str]],
-    fitness: str = "mean",
+    scorer: RewardScorer, examples: Sequence[Example], completions: Sequence[Sequence[str]]
 ) -> Scores:
-    """Each member's fitness from its completions' rewards on ``examples``, and failures.
+    """Each member's rewards on ``examples`` from its completions, and the failures.
 
     The whole population is scored in one call of ``scorer`` (one message to
     its process).
@@ -210,8 +228,7 @@ def score_members(
     flat = [completion for member in completions for completion in member]
     values = scorer(list(examples) * len(completions), flat)
     per_prompt = np.asarray(values, dtype=np.float64).reshape(len(completions), len(examples))
-    failures = int(np.isnan(per_prompt).sum())
-    return member_fitness(per_prompt, fitness, failures)
+    return Scores(per_prompt, int(np.isnan(per_prompt).sum()))
 
 
 def evaluate_candidates(
@@ -230,7 +247,7 @@ def evaluate_candidates(
     """
     results: list[T] = []
     for group in around_offsets(space, candidates):
-        if candidate_vector(group[0]) is not None:
+        if group[0].kind != SEEDED:
             for candidate in group:
                 with candidate.applied_to(space):
                     results.append(score_one())

@@ -4,7 +4,7 @@ For spaces that can add each member's perturbation next to the shared base
 weights (``supports_batched``: ``lowrank``, ``lora``, ``svd``, ``tensor``),
 members x prompts become the rows of batched generation, split only by the
 row budget (``--generation-batch-size``), each member's rows a block
-(:meth:`TextGenerator.generate_blocks`); the space prepares the members once
+(:meth:`Generator.generate_blocks`); the space prepares the members once
 per population (:meth:`member_batch`) and is told which members a forward's
 blocks belong to (:meth:`rows_as_members`), so no member's weights are ever
 materialised. Candidates sharing an offset (ESSAM's second round) are
@@ -16,14 +16,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..iteration import Scores
 from ..lazy import torch
 from ..tasks.base import Example
 from .base import EVALUATORS, Evaluator, around_offsets, score_members
 
 if TYPE_CHECKING:
+    from ..candidates import AnyCandidate
     from ..parametrizations.base import Parametrization
-    from ..strategies.base import AnyCandidate
+    from .scores import Scores
 
 
 @EVALUATORS.register("batched")
@@ -51,22 +51,18 @@ class BatchedEvaluator(Evaluator):
         """The members sharing a forward batch: scored apart, their rows would differ."""
         return self.generator.member_groups(prompts, members)
 
-    def evaluate(
-        self,
-        candidates: Sequence[AnyCandidate],
-        examples: Sequence[Example],
-        encoded: list[list[int]],
-    ) -> Scores:
+    def evaluate(self, candidates: Sequence[AnyCandidate], examples: Sequence[Example]) -> Scores:
+        prepared = self.prepare(examples)
         completions: list[list[str]] = []
         for members in around_offsets(self.space, candidates):
-            completions += self._generate(members, encoded)
-        return score_members(self.scorer, examples, completions, self.fitness)
+            completions += self._generate(members, prepared)
+        return score_members(self.scorer, examples, completions)
 
-    def _generate(self, members: list[AnyCandidate], encoded: list[list[int]]) -> list[list[str]]:
-        """Each member's completions of ``encoded``, members as blocks of rows of shared batches."""
+    def _generate(self, members: list[AnyCandidate], prepared: Any) -> list[list[str]]:
+        """Each member's completions of ``prepared``, as blocks of rows of shared batches."""
         batch = self.space.member_batch(members)  # once for all the batches of rows
         return self.generator.generate_blocks(
-            encoded,
+            prepared,
             len(members),
             around_batch=lambda chosen: self.space.rows_as_members(batch, chosen),
         )

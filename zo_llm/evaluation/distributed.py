@@ -14,7 +14,7 @@ match the driver's, by a fingerprint).
 
 The same numbers: a member's reward depends only on the member and the
 prompts. With a batched space the members are sent in the groups that share
-one forward batch in a single process (:meth:`TextGenerator.member_groups`),
+one forward batch in a single process (:meth:`Generator.member_groups`),
 so every batch is the same rows; 1, 2 or 8 workers give the same rewards.
 
 A lost worker costs nothing: its unfinished groups are run again on the
@@ -30,20 +30,17 @@ import os
 import pickle
 import socket
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..iteration import Scores
-from ..parametrizations.base import candidate_vector
-from .base import member_fitness
+from ..candidates import VECTOR
+from .base import EVALUATORS, Evaluator
+from .scores import Scores
 
 if TYPE_CHECKING:
-    from ..config import RunConfig
-    from ..strategies.base import AnyCandidate
+    from ..candidates import AnyCandidate
     from ..tasks.base import Example
-    from .base import Evaluator
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +53,11 @@ def fingerprint(candidates: Sequence[AnyCandidate]) -> str:
     """A short digest of a round's candidates: seeds, scales, offsets or vectors."""
     digest = hashlib.blake2b(digest_size=8)
     for candidate in candidates:
-        vector = candidate_vector(candidate)
-        if vector is not None:
-            digest.update(vector.detach().cpu().numpy().tobytes())
+        if candidate.kind == VECTOR:
+            digest.update(candidate.vector.detach().cpu().numpy().tobytes())
         else:
             digest.update(repr((candidate.seed, candidate.scale)).encode())
-        digest.update(repr(getattr(candidate, "offset", ())).encode())
+        digest.update(repr(candidate.offset).encode())
     return digest.hexdigest()
 
 
@@ -85,18 +81,17 @@ def check_address(address: str | None, timeout: float = 3.0) -> None:
 
 
 class Replica:
-    """One worker's copy of the run: model, task, space and strategy (a Ray actor's body)."""
+    """One worker's copy of the run: model, task, space and strategy (a Ray actor's body).
 
-    def __init__(self, settings: dict[str, Any], threads: int, run_dir: str | None) -> None:
+    Built by the run's own builder (``build``: :func:`zo_llm.assembly.build_run`,
+    passed by reference), for a replica: never spread over workers itself.
+    """
+
+    def __init__(self, build: Callable[..., Any], config: Any, threads: int) -> None:
         import torch
 
-        from ..config import resolve
-        from ..runner import Experiment
-
         torch.set_num_threads(threads)
-        config = resolve(settings, {"workers": 1, "ray_address": None, "threads": threads})
-        self.experiment = Experiment(config)
-        self.run_dir = run_dir
+        self.run = build(config, purpose="replica")
         self._candidates: list[AnyCandidate] | None = None
         self._round: int | None = None  # the driver's number of the round asked
 
@@ -104,23 +99,14 @@ class Replica:
         return os.getpid()
 
     def load(self, state: dict[str, Any]) -> None:
-        """Moves the replica to the driver's point: its checkpoint state (and snapshot if here)."""
-        from ..rundir import RunDir
-
-        state = dict(state)
-        name = state.get("snapshot")
-        if name is not None and self.run_dir and (Path(self.run_dir) / name).exists():
-            self.experiment.rundir = RunDir(self.run_dir)
-        else:  # another machine: replay the whole history instead
-            state["snapshot"] = None
-        self.experiment.load_state_dict(state)
-        self.experiment.rundir = None
+        """Moves the replica to the driver's point (the search's state, replayed here)."""
+        self.run.load_state_dict(state)
         self._candidates, self._round = None, None
 
     def tell(self, number: int, rewards: np.ndarray) -> None:
         """Tells the strategy round ``number``'s rewards, as the driver does: the same update."""
         if number == self._round:
-            self.experiment.strategy.tell(self._candidates, rewards)
+            self.run.strategy.tell(self._candidates, rewards)
             self._candidates, self._round = None, None
 
     def round(
@@ -131,53 +117,94 @@ class Replica:
         A new round is asked first; a round asked already (the groups of a
         lost worker) reuses its candidates.
         """
-        experiment = self.experiment
+        run = self.run
         if number != self._round:
-            self._candidates, self._round = experiment.strategy.ask(), number
-        encoded = experiment.generator.encode([experiment.task.prompt(e) for e in examples])
+            self._candidates, self._round = run.strategy.ask(), number
         scored = []
         for group in groups:
             chosen = [self._candidates[i] for i in group]
-            scores = experiment.evaluator.evaluate(chosen, examples, encoded)
-            scored.append(scores.per_prompt)
+            scored.append(run.evaluator.evaluate(chosen, examples).per_prompt)
         return fingerprint(self._candidates), scored
 
 
-class RayEvaluator:
-    """Scores each round's candidates on ``config.loop.workers`` Ray actors (see the module).
+@EVALUATORS.register("ray")
+class RayEvaluator(Evaluator):
+    """Scores each round's candidates on Ray workers (--workers N or --ray-address).
 
-    Each worker runs ``inner``'s kind of evaluator on its replica, and
-    ``inner`` says which members must share a worker
+    A wrapper, wanted when the run asks for workers (``--workers N`` or
+    ``--ray-address``). Each worker runs ``inner``'s kind of evaluator on its
+    replica, and ``inner`` says which members must share a worker
     (:meth:`Evaluator.member_groups`). ``driver_state()`` is the driver's
-    checkpoint state (strategy and space), sent to a worker before its first
+    search state (strategy and space), sent to a worker before its first
     round.
     """
 
+    wrapper = True
+
+    @classmethod
+    def wanted(cls, config: Any) -> bool:
+        return config.loop.workers > 1 or config.loop.ray_address is not None
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """Workers rebuild the run by name: objects passed from Python cannot reach them; and
+        an unreachable ``--ray-address`` is refused in seconds."""
+        objects = [
+            f"{kind}={name[len('python:') :]}"
+            for kind, name in (
+                ("model", config.model.name or ""),
+                ("task", config.task.name),
+                ("space", config.space.name),
+            )
+            if name.startswith("python:")
+        ]
+        if objects:
+            raise ValueError(
+                f"workers={config.loop.workers} rebuild the run on each worker by name, but "
+                f"{', '.join(objects)} was passed as an object; give its name (a model "
+                "folder, a registered task or module:object) or use workers=1"
+            )
+        check_address(config.loop.ray_address)
+
     def __init__(
-        self, inner: Evaluator, config: RunConfig, driver_state: Callable[[], dict[str, Any]]
+        self,
+        inner: Evaluator,
+        config: Any,
+        driver_state: Callable[[], dict[str, Any]],
+        replica: Callable[..., Any],
     ) -> None:
         import ray
 
+        super().__init__(inner.space, inner.generator, inner.task, inner.scorer)
         self.inner = inner
-        self.config = config
         self.driver_state = driver_state
         loop = config.loop
+        self.workers_asked = loop.workers
         self._started_ray = not ray.is_initialized()
         if self._started_ray:
             self._init_ray(loop.ray_address)
-        self.threads = config.model.threads or max(1, (os.cpu_count() or 1) // loop.workers)
-        settings = config.to_dict()
-        settings["output"] = {**settings["output"], "out": None, "progress": False}
-        settings["evaluation"] = {**settings["evaluation"], "eval_kl": False}
+        threads = config.model.threads or max(1, (os.cpu_count() or 1) // loop.workers)
         actor = ray.remote(Replica).options(
             num_cpus=loop.worker_cpus, num_gpus=loop.worker_gpus, max_restarts=0
         )
-        run_dir = config.output.out and str(Path(config.output.out).resolve())
-        self.workers = [actor.remote(settings, self.threads, run_dir) for _ in range(loop.workers)]
+        self.workers = [actor.remote(replica, config, threads) for _ in range(loop.workers)]
         self._loaded = False  # whether the workers hold the driver's state
         self._round = 0
         self.bytes_sent = 0
+        self._counted = 0  # bytes_sent when take_counters() was last called
         self.lost = 0  # workers that died during the run
+
+    @classmethod
+    def supports(cls, space: Any) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return f"{self.inner.describe()} on {self.workers_asked} Ray workers"
+
+    def take_counters(self) -> dict[str, float]:
+        """``worker_bytes``: the bytes sent to the workers since the last call."""
+        sent, self._counted = self.bytes_sent - self._counted, self.bytes_sent
+        return {"worker_bytes": sent}
 
     @staticmethod
     def _init_ray(address: str | None) -> None:
@@ -196,16 +223,10 @@ class RayEvaluator:
                 "one with `ray start --head` or leave --ray-address out for a local one"
             ) from None
 
-    def evaluate(
-        self,
-        candidates: Sequence[AnyCandidate],
-        examples: Sequence[Example],
-        encoded: list[list[int]] | None = None,
-    ) -> Scores:
-        """As :meth:`Evaluator.evaluate`; the workers encode the prompts themselves."""
+    def evaluate(self, candidates: Sequence[AnyCandidate], examples: Sequence[Example]) -> Scores:
+        """As :meth:`Evaluator.evaluate`; the workers prepare the prompts themselves."""
         import ray
 
-        del encoded
         expected = fingerprint(candidates)
         groups = [list(g) for g in self.inner.member_groups(len(candidates), len(examples))]
         per_prompt = np.full((len(candidates), len(examples)), np.nan)
@@ -244,14 +265,12 @@ class RayEvaluator:
                 for g, values in zip(shares[worker], scored, strict=True):
                     per_prompt[groups[g]] = values
             self._drop(lost)
-        # the fitness of the whole population: a prompt's baseline spans every worker's members
-        scores = member_fitness(per_prompt, self.inner.fitness, int(np.isnan(per_prompt).sum()))
-        rewards = scores.rewards
-        # what the driver's strategy is told next: the workers update while the driver does
+        # what the driver's strategy is told next (the whole population's rewards, so a
+        # prompt's baseline spans every worker's members): the workers update while it does
         for worker in self.workers:
-            self.bytes_sent += len(pickle.dumps((self._round, rewards)))
-            worker.tell.remote(self._round, rewards.copy())
-        return scores
+            self.bytes_sent += len(pickle.dumps((self._round, per_prompt)))
+            worker.tell.remote(self._round, per_prompt.copy())
+        return Scores(per_prompt, int(np.isnan(per_prompt).sum()))
 
     def _drop(self, lost: list[Any]) -> None:
         """Forgets dead workers."""

@@ -1,20 +1,37 @@
-"""Held-out evaluation of the current model: greedy, sampled, and KL from a base model."""
+"""Held-out evaluation of the current model: greedy, sampled, and KL from a base model.
+
+Everything goes through the run's :class:`~zo_llm.generation.Generator`, so it
+is the same for every backend.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from ..models.generation import TextGenerator
-from ..tasks.base import Example, Task
 from .base import score
 from .rewards import RewardScorer
 
+if TYPE_CHECKING:
+    from ..generation import Generator
+    from ..tasks.base import Example, Task
+
+
+def _metrics(
+    task: Task,
+    examples: Sequence[Example],
+    completions: list[str],
+    scorer: RewardScorer | None,
+) -> dict[str, float]:
+    rewards = score(task, examples, completions, scorer)
+    metrics = dict(task.metrics(examples, completions, rewards))
+    metrics["reward_failures"] = sum(1 for r in rewards if math.isnan(r))
+    return metrics
+
 
 def evaluate_task(
-    generator: TextGenerator,
+    generator: Generator,
     task: Task,
     examples: Sequence[Example],
     scorer: RewardScorer | None = None,
@@ -23,15 +40,12 @@ def evaluate_task(
 
     Rewards go through ``scorer`` where given (a run's, with its time limit).
     """
-    completions = generator.generate(generator.encode([task.prompt(e) for e in examples]))
-    rewards = score(task, examples, completions, scorer)
-    metrics = dict(task.metrics(examples, completions, rewards))
-    metrics["reward_failures"] = sum(1 for r in rewards if math.isnan(r))
-    return metrics, completions
+    completions = generator.generate(generator.prepare([task.prompt(e) for e in examples]))
+    return _metrics(task, examples, completions, scorer), completions
 
 
 def evaluate_sampled(
-    generator: TextGenerator,
+    generator: Generator,
     task: Task,
     examples: Sequence[Example],
     samples: int,
@@ -41,44 +55,27 @@ def evaluate_sampled(
 ) -> tuple[dict[str, float], list[str]]:
     """The task's metrics on ``samples`` sampled completions per example (keys ``sampled_*``).
 
-    Sampling uses ``generator``'s model and tokenizer at ``temperature`` and is
-    seeded by ``seed``; the caller's global torch RNG state is left as it was
-    (the seeding happens inside :func:`torch.random.fork_rng`). Completions are
-    returned example by example, ``samples`` each.
+    Sampling is at ``temperature``, seeded by ``seed`` (:meth:`Generator.sample`).
+    Completions are returned example by example, ``samples`` each.
     """
     if samples < 1:
         raise ValueError(f"samples={samples} must be at least 1")
-    sampler = TextGenerator(
-        generator.model,
-        generator.tokenizer,
-        generator.generation_config.max_new_tokens,
-        generator.batch_size,
-        do_sample=True,
-        temperature=temperature,
-        stop=generator.stop,
-    )
-    sampler.on_batch = generator.on_batch
     repeated = [e for e in examples for _ in range(samples)]
-    device = generator.model.device
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
-        completions = sampler.generate(sampler.encode([task.prompt(e) for e in repeated]))
-    rewards = score(task, repeated, completions, scorer)
-    metrics = dict(task.metrics(repeated, completions, rewards))
-    metrics["reward_failures"] = sum(1 for r in rewards if math.isnan(r))
+    prepared = generator.prepare([task.prompt(e) for e in repeated])
+    completions = generator.sample(prepared, temperature, seed)
+    metrics = _metrics(task, repeated, completions, scorer)
     return {f"sampled_{k}": v for k, v in metrics.items()}, completions
 
 
 def evaluate_heldout(
-    generator: TextGenerator,
+    generator: Generator,
     task: Task,
     examples: Sequence[Example],
     *,
     samples: int = 0,
     temperature: float = 1.0,
     seed: int = 0,
-    reference: torch.nn.Module | None = None,
+    reference: Any = None,
     scorer: RewardScorer | None = None,
 ) -> tuple[dict[str, float], dict[str, list[str]]]:
     """Greedy metrics, plus ``sampled_*`` ones (``samples`` > 0) and KL from ``reference``.
@@ -94,17 +91,7 @@ def evaluate_heldout(
         )
         metrics.update(sampled)
     if reference is not None:
-        from ..divergence import kl_from_reference
-
-        prompts = [task.prompt(e) for e in examples]
         metrics.update(
-            kl_from_reference(
-                generator.model,
-                reference,
-                generator.tokenizer,
-                prompts,
-                generator.generation_config.max_new_tokens,
-                generator.batch_size,
-            )
+            generator.kl_from(reference, generator.prepare([task.prompt(e) for e in examples]))
         )
     return metrics, outputs

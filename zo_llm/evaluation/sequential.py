@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..iteration import Scores
 from ..tasks.base import Example
 from .base import EVALUATORS, Evaluator, evaluate_candidates, score_members
 
 if TYPE_CHECKING:
-    from ..strategies.base import AnyCandidate
+    from ..candidates import AnyCandidate
+    from .scores import Scores
 
 
 @EVALUATORS.register("sequential")
@@ -19,16 +19,12 @@ class SequentialEvaluator(Evaluator):
 
     Works for every space and candidate kind: each candidate applies itself
     (a seeded perturbation, or an explicit vector) and restores the space
-    exactly. All members see the same encoded prompts.
+    exactly. All members see the same prepared prompts.
     """
 
-    def evaluate(
-        self,
-        candidates: Sequence[AnyCandidate],
-        examples: Sequence[Example],
-        encoded: list[list[int]],
-    ) -> Scores:
+    def evaluate(self, candidates: Sequence[AnyCandidate], examples: Sequence[Example]) -> Scores:
+        prepared = self.prepare(examples)
         generations = evaluate_candidates(
-            self.space, candidates, lambda: self.generator.generate(encoded)
+            self.space, candidates, lambda: self.generator.generate(prepared)
         )
-        return score_members(self.scorer, examples, generations, self.fitness)
+        return score_members(self.scorer, examples, generations)

@@ -1,8 +1,8 @@
-"""Model loading and generation backends.
+"""Model loading: hub ids, local folders, GGUF files and the bundled models, and quantisation.
 
-The names below are imported on first use, as in :mod:`zo_llm`: ``generation`` and
-``loading`` import torch and transformers (several seconds), while ``zo-llm list``
-only needs :mod:`zo_llm.models.aliases`.
+The names below are imported on first use, as in :mod:`zo_llm`: ``loading`` imports
+torch and transformers (several seconds), while ``zo-llm list`` only needs
+:mod:`zo_llm.models.aliases`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from ..lazy import lazy_exports
 
 #: Public name -> the submodule that defines it.
 _EXPORTS = {
-    "TextGenerator": "generation",
-    "render_prompt": "generation",
     "load_model": "loading",
     "prepare_tokenizer": "loading",
     "resolve_device": "loading",

@@ -1,6 +1,7 @@
 """Parametrizations: which numbers of a model are searched, and how they are perturbed."""
 
-from .base import PARAMETRIZATIONS, SEEDED, VECTOR, Parametrization
+from ..candidates import SEEDED, VECTOR
+from .base import PARAMETRIZATIONS, Parametrization
 from .full import FullConfig, FullWeights
 from .lora import LoraSpace, LoraSpaceConfig
 from .lowrank import LowRankConfig, LowRankWeights

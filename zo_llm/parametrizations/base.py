@@ -17,16 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..candidates import VECTOR, SeededUpdate
 from ..lazy import torch
 from ..registry import Registry
-
-#: A seeded update: ``theta += coeff * eps(seed)`` for each pair.
-SeededUpdate = Sequence[tuple[int, float]]
-#: A seeded update held as a value (hashable, comparable): ``((seed, coeff), ...)``.
-SeededPairs = tuple[tuple[int, float], ...]
-
-SEEDED = "seeded"
-VECTOR = "vector"
 
 
 @dataclass(frozen=True)
@@ -235,58 +228,6 @@ class Parametrization(ABC):
     @abstractmethod
     def save_pretrained(self, path: str | Path) -> None:
         """Writes a folder that plain transformers (or peft) loads."""
-
-
-#: The largest coefficient an fp32 accumulation takes (torch refuses larger scalars).
-FP32_MAX = 3.4028234663852886e38
-
-
-def update_pairs(update: SeededUpdate) -> list[tuple[int, float]]:
-    """``update`` as ``(int, float)`` pairs; a coefficient beyond fp32's range is refused.
-
-    Why: such a step (a huge learning rate times a huge reward) can only make
-    the weights inf; torch would raise its own overflow error mid-update.
-
-    Raises:
-      OverflowError: naming the coefficient (the runner stops the run on it).
-    """
-    pairs = [(int(seed), float(coeff)) for seed, coeff in update]
-    for seed, coeff in pairs:
-        if not abs(coeff) <= FP32_MAX:
-            raise OverflowError(f"update coefficient {coeff:g} of seed {seed} is beyond fp32")
-    return pairs
-
-
-def candidate_vector(candidate: Any) -> torch.Tensor | None:
-    """A vector candidate's explicit point, or None for a seeded (seed, scale) candidate."""
-    return getattr(candidate, "vector", None)
-
-
-@dataclass(frozen=True)
-class SeededStep:
-    """A strategy's move of a seeded space, as a value: ``apply_update(pairs, decay)``.
-
-    Strategies return their step rather than applying it, so whoever drives
-    them applies it (:meth:`Strategy.tell`) and can replay the very same step
-    elsewhere, e.g. on the replicas of a distributed evaluator. Either kind
-    of step applies itself, so callers never ask which one they hold.
-    """
-
-    pairs: SeededPairs
-    decay: float = 0.0
-
-    def apply_to(self, space: Parametrization) -> None:
-        space.apply_update(self.pairs, decay=self.decay)
-
-
-@dataclass(frozen=True, eq=False)
-class VectorStep:
-    """A strategy's move of a vector space, as a value: the space is set to ``vector``."""
-
-    vector: torch.Tensor
-
-    def apply_to(self, space: Parametrization) -> None:
-        space.set_vector(self.vector)
 
 
 PARAMETRIZATIONS: Registry[type[Parametrization]] = Registry("parametrization")

@@ -11,8 +11,9 @@ seeded noise, exact restore and fp32 accumulation.
 
 from __future__ import annotations
 
+from ..candidates import SeededUpdate
 from ..lazy import torch
-from .base import Parametrization, SeededUpdate
+from .base import Parametrization
 
 
 class DelegatingSpace(Parametrization):

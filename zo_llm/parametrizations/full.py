@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ..candidates import SEEDED, SeededUpdate, update_pairs
 from ..lazy import no_grad, torch
-from .base import PARAMETRIZATIONS, SEEDED, Parametrization, SeededUpdate, update_pairs
+from .base import PARAMETRIZATIONS, Parametrization
 from .noise import (
     chunk_bounds,
     chunk_noise,

@@ -36,9 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..candidates import SEEDED, VECTOR
 from ..lazy import no_grad, torch
 from ..models.quantize import dequantize_model, holds_quantized
-from .base import PARAMETRIZATIONS, SEEDED, VECTOR, candidate_vector
+from .base import PARAMETRIZATIONS
 from .delegate import DelegatingSpace
 from .full import FullConfig, FullWeights
 from .noise import fold_in, name_key
@@ -219,10 +220,10 @@ class LoraSpace(DelegatingSpace):
         members are cut from their vectors in parameter order.
         """
         names = [name for name, _ in self.adapter_parameters()]
-        if candidate_vector(candidates[0]) is None:
+        if candidates[0].kind == SEEDED:
             values = self.inner.member_tensors(candidates)
         else:
-            vectors = torch.stack([torch.as_tensor(candidate_vector(c)) for c in candidates])
+            vectors = torch.stack([torch.as_tensor(c.vector) for c in candidates])
             sizes = [param.numel() for _, param in self.adapter_parameters()]
             values = [
                 part.reshape(len(candidates), *param.shape).to(param.dtype)

@@ -39,8 +39,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..candidates import SeededUpdate, update_pairs
 from ..lazy import no_grad, torch
-from .base import PARAMETRIZATIONS, SeededUpdate, update_pairs
+from .base import PARAMETRIZATIONS
 from .full import FullWeights, _Target, check_patterns
 from .noise import chunk_noise, name_key
 from .rows import add_block_products, forward_hooks

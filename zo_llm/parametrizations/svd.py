@@ -35,9 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..candidates import SEEDED, VECTOR
 from ..lazy import no_grad, torch
 from ..models.quantize import dense, holds_quantized
-from .base import PARAMETRIZATIONS, SEEDED, VECTOR
+from .base import PARAMETRIZATIONS
 from .delegate import DelegatingSpace
 from .lora import ADAPTER_DIR, LLAMA_PROJECTIONS
 from .rows import as_blocks

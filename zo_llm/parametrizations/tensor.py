@@ -26,15 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..candidates import SEEDED, VECTOR, SeededUpdate
 from ..lazy import no_grad, torch
-from .base import (
-    PARAMETRIZATIONS,
-    SEEDED,
-    VECTOR,
-    Parametrization,
-    SeededUpdate,
-    candidate_vector,
-)
+from .base import PARAMETRIZATIONS, Parametrization
 from .noise import chunk_bounds, chunk_noise, name_key
 
 VECTOR_FILE = "vector.safetensors"
@@ -244,11 +238,10 @@ class TensorSpace(Parametrization):
         x = self._x
         rows = []
         for candidate in candidates:
-            vector = candidate_vector(candidate)
-            if vector is None:  # seeded: what perturb() makes of the current point
+            if candidate.kind == SEEDED:  # what perturb() makes of the current point
                 rows.append(x + self._combination([(candidate.seed, candidate.scale)]).to(x.dtype))
             else:
-                rows.append(torch.as_tensor(vector).to(device=x.device, dtype=x.dtype))
+                rows.append(torch.as_tensor(candidate.vector).to(device=x.device, dtype=x.dtype))
         return torch.stack(rows)
 
     def rows_as_members(

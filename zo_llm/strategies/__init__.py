@@ -1,6 +1,8 @@
 """Strategies: how candidates are proposed and how their rewards move the search point."""
 
-from .base import STRATEGIES, Candidate, IncompatibleSpaceError, Strategy, VectorCandidate
+from ..candidates import Candidate, VectorCandidate
+from ..fitness import FITNESS
+from .base import STRATEGIES, IncompatibleSpaceError, Strategy, StrategyConfig
 from .cma_es import CMAES, CMAESConfig
 from .es import ESConfig, OpenAIES
 from .essam import ESSAM, ESSAMConfig
@@ -15,7 +17,6 @@ from .evotorch_searchers import (
     XNESConfig,
 )
 from .mezo import MeZO, MeZOConfig
-from .shaping import SHAPINGS
 from .vector import VectorStrategy
 
 __all__ = [
@@ -23,9 +24,10 @@ __all__ = [
     "CMAES",
     "ESSAM",
     "PGPE",
-    "SHAPINGS",
+    "FITNESS",
     "SNES",
     "STRATEGIES",
+    "StrategyConfig",
     "XNES",
     "CEMConfig",
     "CMAESConfig",

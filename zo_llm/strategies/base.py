@@ -16,7 +16,7 @@ so evaluators never ask which strategy made it.
 
 Neither ``ask`` nor ``_tell`` touches the weights: a candidate is applied by
 the evaluator, and ``_tell`` returns its move as a value
-(:class:`~zo_llm.parametrizations.base.SeededStep` or ``VectorStep``) that the
+(:class:`~zo_llm.candidates.SeededStep` or ``VectorStep``) that the
 public :meth:`Strategy.tell` applies, so the same step can be replayed on
 other copies of the model.
 
@@ -27,18 +27,19 @@ onto a strategy's own names where its config spells them otherwise.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..config import same_value
+from ..candidates import SEEDED, AnyCandidate
+from ..fitness import FITNESS, as_members_by_prompts, member_means
 from ..lazy import torch
-from ..parametrizations.base import PARAMETRIZATIONS, SEEDED, Parametrization, SeededPairs
+from ..options import same_value
+from ..parametrizations.base import PARAMETRIZATIONS, Parametrization
 from ..parametrizations.noise import fold_in
 from ..registry import Registry
 
@@ -48,55 +49,24 @@ from ..registry import Registry
 GENERIC_OPTIONS = ("population", "sigma", "lr")
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One member to evaluate: ``theta + sum(c * eps(s) for s, c in offset) + scale * eps(seed)``.
-
-    ``offset`` is the point the member is perturbed around (ESSAM's second
-    round: the neighbour of theta); empty, theta itself. The evaluator shifts the
-    space there once for all consecutive members that share it
-    (:func:`zo_llm.evaluation.evaluate_candidates`); :meth:`applied_to` only
-    perturbs.
-    """
-
-    seed: int
-    scale: float
-    offset: SeededPairs = ()
-
-    def applied_to(self, space: Parametrization) -> contextlib.AbstractContextManager[None]:
-        """The space perturbed by ``scale * eps(seed)`` inside the ``with`` block, restored after.
-
-        Around the space's current point: the caller shifts it to ``offset`` first.
-        """
-        return space.perturbed(self.seed, self.scale)
-
-
-@dataclass(frozen=True, eq=False)
-class VectorCandidate:
-    """One member to evaluate: the explicit point ``vector`` of a ``"vector"`` space."""
-
-    vector: torch.Tensor
-
-    @property
-    def offset(self) -> SeededPairs:
-        """Empty: an explicit point is perturbed around nothing (see :attr:`Candidate.offset`)."""
-        return ()
-
-    def applied_to(self, space: Parametrization) -> contextlib.AbstractContextManager[None]:
-        """The space set to ``vector`` inside the ``with`` block, its previous values after."""
-        return space.at_vector(self.vector)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, VectorCandidate) and torch.equal(self.vector, other.vector)
-
-    __hash__ = None  # equal vectors are equal candidates; tensors are not hashable by value
-
-
-AnyCandidate = Candidate | VectorCandidate
-
-
 class IncompatibleSpaceError(ValueError):
     """A strategy was paired with a parametrization it cannot search."""
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Options every strategy has; a strategy's config subclasses it (and may change defaults)."""
+
+    shaping: str = field(
+        default="raw",
+        metadata={
+            "help": "how the rewards become fitness (zo-llm list): raw (mean reward), zscore, "
+            "centered_rank or prompt_zscore (each prompt z-scored over the members first)"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        FITNESS.get(self.shaping)  # an unknown name lists the known ones
 
 
 def _unchanged(value: Any) -> Any:
@@ -114,7 +84,7 @@ class Equivalent:
 class Strategy(ABC):
     """Base class of all strategies.
 
-    Subclasses set ``config_class`` and ``supported_kinds`` (and
+    Subclasses set ``config_class`` (a :class:`StrategyConfig`) and ``supported_kinds`` (and
     :attr:`equivalents` where their config names a generic option otherwise)
     and implement :meth:`evaluations_per_iteration`, :meth:`_ask` and
     :meth:`_tell`. Rewards are "higher is better".
@@ -252,28 +222,31 @@ class Strategy(ABC):
         """The candidates of the current round; asking never moves the space."""
         return self._ask()
 
-    def tell(self, candidates: Sequence[AnyCandidate], rewards: Sequence[float]) -> dict[str, Any]:
+    def tell(self, candidates: Sequence[AnyCandidate], rewards: Any) -> dict[str, Any]:
         """Takes the rewards of :meth:`ask`'s candidates and updates the search point.
 
-        Non-finite rewards (a failed or NaN reward) are replaced by the worst
-        finite reward of the population, so a broken member never pulls the
-        update towards itself; if no reward is finite the round is skipped
-        and nothing moves. Returns an info dict with ``complete`` (the
-        iteration ended), ``invalid`` (how many rewards were replaced) and
-        ``step``, the move :meth:`_tell` returned and this method applied to
-        the space (None if nothing moved), to replay on other copies.
+        ``rewards`` holds one reward per candidate, or candidates x prompts
+        (NaN: a reward that failed). They are shaped by the config's
+        ``shaping`` (:data:`~zo_llm.fitness.FITNESS`) before :meth:`_tell`
+        sees them. A candidate without a finite reward (a failed or NaN
+        reward on every prompt) counts as the population's worst mean reward,
+        so a broken member never pulls the update towards itself; if no
+        candidate has one the round is skipped and nothing moves. Returns an
+        info dict with ``complete`` (the iteration ended), ``invalid`` (how many
+        candidates had no finite reward) and ``step``, the move :meth:`_tell`
+        returned and this method applied to the space (None if nothing moved),
+        to replay on other copies.
         """
-        values = np.asarray(rewards, dtype=np.float64)
-        if values.shape != (len(candidates),):
-            raise ValueError(f"got {values.size} rewards for {len(candidates)} candidates")
-        finite = np.isfinite(values)
+        per_prompt = as_members_by_prompts(rewards, len(candidates))
+        means = member_means(per_prompt)
+        finite = np.isfinite(means)
         invalid = int((~finite).sum())
         if not finite.any():
             skipped = {"complete": True, "invalid": invalid, "skipped": True, "step": None}
             return skipped | self._skip()
-        values = np.where(finite, values, values[finite].min())
+        per_prompt = np.where(finite[:, None], per_prompt, means[finite].min())
         info = {"invalid": invalid, "complete": True, "step": None}
-        info |= self._tell(list(candidates), values)
+        info |= self._tell(list(candidates), FITNESS.get(self.config.shaping)(per_prompt))
         if info["step"] is not None:
             info["step"].apply_to(self.space)
         if info["complete"]:
@@ -289,8 +262,9 @@ class Strategy(ABC):
     def _ask(self) -> list[AnyCandidate]: ...
 
     @abstractmethod
-    def _tell(self, candidates: list[AnyCandidate], rewards: np.ndarray) -> dict[str, Any]:
-        """Updates the strategy's state; returns info with ``step`` (its move, not yet applied)."""
+    def _tell(self, candidates: list[AnyCandidate], fitness: np.ndarray) -> dict[str, Any]:
+        """Updates the strategy's state from one shaped, finite fitness per candidate; returns
+        info with ``step`` (its move, not yet applied)."""
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-identically (the point itself lives in the space)."""

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..lazy import torch
 from ..parametrizations.base import Parametrization
-from .base import STRATEGIES
+from .base import STRATEGIES, StrategyConfig
 from .vector import VectorStrategy
 
 #: pycma options that zo-llm sets itself, and where the user sets them instead.
@@ -51,7 +51,7 @@ _RESERVED = {
 
 
 @dataclass(frozen=True)
-class CMAESConfig:
+class CMAESConfig(StrategyConfig):
     """CMA-ES settings; anything else pycma knows goes in ``options``."""
 
     population: int | None = field(
@@ -68,6 +68,7 @@ class CMAESConfig:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.population is not None and self.population < 3:
             # pycma 4.x fails at popsize 2 on large spaces ("unused injected direction")
             raise ValueError(f"population={self.population} is too small; use 3 or more (or None)")

@@ -25,13 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from ..parametrizations.base import SEEDED, SeededPairs, SeededStep
-from .base import STRATEGIES, Candidate, Strategy
-from .shaping import SHAPINGS
+from ..candidates import SEEDED, Candidate, SeededPairs, SeededStep
+from .base import STRATEGIES, Strategy, StrategyConfig
 
 
 @dataclass(frozen=True)
-class ESConfig:
+class ESConfig(StrategyConfig):
     """Hyperparameters of OpenAI-style ES; defaults are Qiu et al.'s."""
 
     population: int = field(default=30, metadata={"help": "members per iteration (N)"})
@@ -43,7 +42,11 @@ class ESConfig:
         default=False, metadata={"help": "evaluate pairs +eps/-eps (population must be even)"}
     )
     shaping: str = field(
-        default="zscore", metadata={"help": "fitness shaping: zscore, centered_rank or raw"}
+        default="zscore",
+        metadata={
+            "help": "how rewards become fitness: zscore (the paper's), centered_rank, raw or "
+            "prompt_zscore (each prompt z-scored over the members first)"
+        },
     )
     weight_decay: float = field(
         default=0.0, metadata={"help": "decoupled weight decay: theta *= 1 - lr * weight_decay"}
@@ -57,6 +60,7 @@ class ESConfig:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.population < 2:
             raise ValueError(f"population={self.population} is too small; use 2 or more")
         if self.antithetic and self.population % 2:
@@ -71,7 +75,6 @@ class ESConfig:
             raise ValueError(f"weight_decay={self.weight_decay} must be >= 0")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay={self.lr_decay} must be in (0, 1]; 1 keeps lr constant")
-        SHAPINGS.get(self.shaping)  # unknown names list the known ones
 
 
 @STRATEGIES.register("es")
@@ -106,12 +109,11 @@ class OpenAIES(Strategy):
         seeds = [self.member_seed(m, stage) for m in range(config.population)]
         return [Candidate(s, config.sigma, offset) for s in seeds]
 
-    def _tell(self, candidates: list[Candidate], rewards: np.ndarray) -> dict[str, Any]:
+    def _tell(self, candidates: list[Candidate], fitness: np.ndarray) -> dict[str, Any]:
         config = self.config
-        weights = SHAPINGS.get(config.shaping)(rewards)
         lr = self.learning_rate()
         step = SeededStep(
-            seeded_update(candidates, weights, lr / len(candidates)), decay=lr * config.weight_decay
+            seeded_update(candidates, fitness, lr / len(candidates)), decay=lr * config.weight_decay
         )
         return {"complete": True, "step": step}
 

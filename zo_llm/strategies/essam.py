@@ -46,10 +46,10 @@ from typing import Any
 
 import numpy as np
 
-from ..parametrizations.base import Parametrization, SeededPairs
-from .base import STRATEGIES, Candidate
+from ..candidates import Candidate, SeededPairs
+from ..parametrizations.base import Parametrization
+from .base import STRATEGIES
 from .es import ESConfig, OpenAIES, seeded_update
-from .shaping import SHAPINGS
 
 GRAD_NORMS = ("exact", "estimate", "none")
 
@@ -101,10 +101,9 @@ class ESSAM(OpenAIES):
             return self._population(stage=0)
         return self._population(stage=1, offset=self._neighbour)
 
-    def _tell(self, candidates: list[Candidate], rewards: np.ndarray) -> dict[str, Any]:
+    def _tell(self, candidates: list[Candidate], fitness: np.ndarray) -> dict[str, Any]:
         if self.stage == 0:
-            weights = SHAPINGS.get(self.config.shaping)(rewards)
-            direction = seeded_update(candidates, weights, 1.0)  # g = sum c_n eps_n
+            direction = seeded_update(candidates, fitness, 1.0)  # g = sum c_n eps_n
             norm = self._norm(direction, len(candidates))
             rho = self.config.rho
             self._neighbour = tuple((s, -rho * c / norm) for s, c in direction) if norm > 0 else ()
@@ -114,7 +113,7 @@ class ESSAM(OpenAIES):
                 info["grad_norm"] = norm
             return info
         self._reset()
-        return super()._tell(candidates, rewards)
+        return super()._tell(candidates, fitness)
 
     def _norm(self, direction: SeededPairs, population: int) -> float:
         """‖g‖ as chosen by ``grad_norm``; for "none" the divisor N that gives the script's step."""

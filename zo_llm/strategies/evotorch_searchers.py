@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..lazy import torch
-from .base import STRATEGIES, Equivalent
+from .base import STRATEGIES, Equivalent, StrategyConfig
 from .evotorch_base import RANKINGS, EvotorchSearcher, validate
 
 #: The generic lr of searchers whose mean follows a gradient: the mean's learning rate.
@@ -32,7 +32,7 @@ CENTER_LR = {"lr": Equivalent("center_lr")}
 
 
 @dataclass(frozen=True)
-class SNESConfig:
+class SNESConfig(StrategyConfig):
     """SNES settings; defaults are evotorch's."""
 
     population: int | None = field(
@@ -48,6 +48,7 @@ class SNESConfig:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         validate(self)
 
 
@@ -61,7 +62,7 @@ class XNESConfig(SNESConfig):
 
 
 @dataclass(frozen=True)
-class PGPEConfig:
+class PGPEConfig(StrategyConfig):
     """PGPE settings; ClipUp and stdev defaults are evotorch's, the rest a common starting point."""
 
     population: int = field(default=20, metadata={"help": "samples per generation (even)"})
@@ -80,6 +81,7 @@ class PGPEConfig:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         validate(self)
         if self.population % 2:
             raise ValueError(
@@ -93,7 +95,7 @@ class PGPEConfig:
 
 
 @dataclass(frozen=True)
-class CEMConfig:
+class CEMConfig(StrategyConfig):
     """Cross-entropy method settings."""
 
     population: int = field(default=20, metadata={"help": "samples per generation"})
@@ -106,6 +108,7 @@ class CEMConfig:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         validate(self)
         if not self.parenthood_ratio * self.population >= 1 or self.parenthood_ratio > 1:
             raise ValueError(

@@ -33,12 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from ..parametrizations.base import SEEDED, Parametrization, SeededStep
-from .base import STRATEGIES, Candidate, Equivalent, Strategy
+from ..candidates import SEEDED, Candidate, SeededStep
+from ..parametrizations.base import Parametrization
+from .base import STRATEGIES, Equivalent, Strategy, StrategyConfig
 
 
 @dataclass(frozen=True)
-class MeZOConfig:
+class MeZOConfig(StrategyConfig):
     """Hyperparameters of MeZO's ZO-SGD; defaults are the paper's full-parameter setting."""
 
     q: int = field(default=1, metadata={"help": "seeds per step (2q evaluations), averaged"})
@@ -54,6 +55,7 @@ class MeZOConfig:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.q < 1:
             raise ValueError(f"q={self.q} must be >= 1")
         for name in ("eps", "lr"):
@@ -105,9 +107,9 @@ class MeZO(Strategy):
         seeds = [self.member_seed(i) for i in range(self.config.q)]
         return [Candidate(s, sign * eps) for s in seeds for sign in (1.0, -1.0)]
 
-    def _tell(self, candidates: list[Candidate], rewards: np.ndarray) -> dict[str, Any]:
+    def _tell(self, candidates: list[Candidate], fitness: np.ndarray) -> dict[str, Any]:
         config = self.config
-        grads = (rewards[0::2] - rewards[1::2]) / (2 * config.eps)  # projected gradients
+        grads = (fitness[0::2] - fitness[1::2]) / (2 * config.eps)  # projected gradients
         steps = np.sign(grads) if config.sign else grads
         self._steps.append(
             [(c.seed, float(g) / config.q) for c, g in zip(candidates[0::2], steps, strict=True)]

@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from ..candidates import VECTOR, VectorCandidate, VectorStep
 from ..lazy import torch
-from ..parametrizations.base import VECTOR, Parametrization, VectorStep
+from ..parametrizations.base import Parametrization
 from ..parametrizations.noise import fold_in
-from .base import Strategy, VectorCandidate
+from .base import Strategy
 
 
 class VectorStrategy(Strategy):

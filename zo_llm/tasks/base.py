@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 from ..registry import Registry
 from . import loading
+from .loading import Example
 
-Example = dict[str, Any]
 #: A prompt is either plain text or a list of chat messages
 #: (``{"role": ..., "content": ...}``) to be rendered with the tokenizer's chat template.
 Prompt = str | list[dict[str, str]]

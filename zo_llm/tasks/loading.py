@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # base imports this module
-    from .base import Example
+#: One example of a task: a record of named fields (a row of a ``datasets.Dataset``).
+Example = dict[str, Any]
 
 #: File suffix -> the ``datasets`` builder that reads it.
 BUILDERS = {

@@ -1,102 +1,60 @@
-"""Batched, left-padded generation that returns the completions only.
+"""The ``hf`` backend: transformers' ``generate``, batched and left-padded, completions only.
 
-Rewards must see what the model wrote, never the prompt it was given, so the
-prompt tokens are cut off before decoding. Greedy decoding is the default for
-training: then every difference between members comes from their parameters.
-
-Stop strings end a completion where its answer ends: a few-shot prompt's
-model goes on to write the next question, and a reward that reads the last
-number would score that instead. A row stops growing at its stop string, and
-the text from it on is cut off before scoring.
+The prompt tokens are cut off before decoding, and a row stops growing at its
+stop string, the text from it on cut off before scoring.
 
 Reading the prompt is most of a short generation, and few-shot prompts are
 mostly the same worked examples: a prefix that every prompt of a batch
-shares is read once per member (:meth:`TextGenerator._shared_prefix`).
+shares is read once per member (:meth:`HFGenerator._shared_prefix`).
+
+Imported with :mod:`zo_llm.generation` to register itself, so torch and
+transformers are imported where used, not here.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+import copy
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import torch
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
-
-from ..tasks.base import ChatPrompt, Prompt, Task
-
-
-def stop_strings(setting: str | None, task: Task) -> tuple[str, ...]:
-    """The stop strings of a run: ``setting`` (``--stop``) if given, else the task's own.
-
-    ``setting`` understands backslash escapes (``"\\n"`` is a newline), as a shell
-    flag cannot hold a newline; ``""`` means none.
-    """
-    if setting is None:
-        return tuple(task.stop)
-    text = setting.encode("latin-1", "backslashreplace").decode("unicode_escape")
-    return (text,) if text else ()
+from ..lazy import no_grad, torch
+from ..tasks.base import Prompt
+from .base import GENERATORS, AroundBatch, Generator, cut_at_stop, render_prompt
 
 
-def cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    """``text`` up to the first of ``stops`` it contains (all of it if none)."""
-    ends = [text.find(stop) for stop in stops if stop in text]
-    return text[: min(ends)] if ends else text
+@GENERATORS.register("hf")
+class HFGenerator(Generator):
+    """Transformers' ``generate``: completions in padded batches of ``batch_size`` rows at most.
 
-
-def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> tuple[str, bool]:
-    """Prompt text and whether it is already chat-rendered (special tokens included).
-
-    Chat messages go through the tokenizer's chat template when it has one;
-    without one a :class:`ChatPrompt` falls back to its plain text, other
-    messages have their contents joined.
-    """
-    if isinstance(prompt, str):
-        return prompt, False
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(
-            list(prompt), tokenize=False, add_generation_prompt=True
-        )
-        return text, True
-    if isinstance(prompt, ChatPrompt):
-        return prompt.text, False
-    return "\n".join(message["content"] for message in prompt), False
-
-
-class TextGenerator:
-    """Generates completions for many prompts in padded batches.
-
-    Prompts are encoded once (:meth:`encode`) and reused for every member of a
-    population; batches are formed from prompts of similar length so little
-    compute goes to padding.
+    Prompts are encoded once (:meth:`prepare`: their token ids) and reused for
+    every member of a population; batches are formed from prompts of similar
+    length so little compute goes to padding.
     """
 
     def __init__(
         self,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
+        model: Any,
+        tokenizer: Any,
         max_new_tokens: int = 128,
         batch_size: int = 32,
-        do_sample: bool = False,
-        temperature: float = 1.0,
         stop: Sequence[str] = (),
     ) -> None:
         if max_new_tokens < 1 or batch_size < 1:
             raise ValueError(
                 f"max_new_tokens={max_new_tokens} and batch_size={batch_size} must be >= 1"
             )
+        from transformers import GenerationConfig
+
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.stop = tuple(stop)
-        #: Called with the rows of each batch once it is generated (a progress bar's feed).
-        self.on_batch: Callable[[int], None] | None = None
         eos = model.generation_config.eos_token_id
         self.generation_config = GenerationConfig(
             max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature if do_sample else None,
+            do_sample=False,
+            temperature=None,
             top_p=None,
             top_k=None,
             pad_token_id=tokenizer.pad_token_id,
@@ -104,52 +62,75 @@ class TextGenerator:
             stop_strings=list(self.stop) or None,
         )
 
-    def encode(self, prompts: Sequence[Prompt]) -> list[list[int]]:
+    @classmethod
+    def create(
+        cls, model: Any, tokenizer: Any, settings: Any, rows: int, stop: Sequence[str]
+    ) -> HFGenerator:
+        return cls(model, tokenizer, settings.max_new_tokens, rows, stop=stop)
+
+    def render(self, prompt: Prompt) -> tuple[str, bool]:
+        return render_prompt(self.tokenizer, prompt)
+
+    def prepare(self, prompts: Sequence[Prompt]) -> list[list[int]]:
         """Token ids of each prompt (chat-rendered prompts get no extra special tokens)."""
         encoded = []
         for prompt in prompts:
-            text, rendered = render_prompt(self.tokenizer, prompt)
+            text, rendered = self.render(prompt)
             encoded.append(self.tokenizer(text, add_special_tokens=not rendered)["input_ids"])
         return encoded
 
-    def generate(self, encoded: Sequence[list[int]]) -> list[str]:
-        """Decoded completions, in the order of ``encoded``.
+    def sample(self, prepared: list[list[int]], temperature: float, seed: int) -> list[str]:
+        """Sampled completions; the seeding happens inside :func:`torch.random.fork_rng`, so the
+        caller's global torch RNG state is left as it was."""
+        greedy = self.generation_config
+        self.generation_config = copy.deepcopy(greedy)
+        self.generation_config.do_sample, self.generation_config.temperature = True, temperature
+        device = self.model.device
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=cuda):
+                torch.manual_seed(seed)
+                return self.generate(prepared)
+        finally:
+            self.generation_config = greedy
 
-        Rows are generated in batches of at most ``batch_size``, shortest
-        prompts first (less padding).
-        """
-        return self.generate_blocks(encoded, 1)[0]
+    def kl_from(self, reference: Any, prepared: list[list[int]]) -> dict[str, float]:
+        """As the base class says: up to ``max_new_tokens`` or the end of sequence, whatever
+        the stop strings (the distance is the model's, not its answers')."""
+        from ..divergence import kl_from_reference
 
-    @torch.no_grad()
+        whole = copy.deepcopy(self.generation_config)
+        whole.stop_strings = None
+        return kl_from_reference(
+            self.model, reference, self.tokenizer, prepared, whole, self.batch_size
+        )
+
+    @no_grad
     def generate_blocks(
-        self,
-        encoded: Sequence[list[int]],
-        blocks: int,
-        around_batch: Callable[[range], AbstractContextManager[Any]] | None = None,
+        self, prepared: Sequence[list[int]], blocks: int, around_batch: AroundBatch | None = None
     ) -> list[list[str]]:
-        """``blocks`` sets of completions of ``encoded``, as rows of shared batches.
+        """``blocks`` sets of completions of ``prepared`` (token ids), as rows of shared batches.
 
-        Why blocks: a batched evaluator runs every member of a population on
-        the same prompts, and a member's rows must sit together so that its
-        own low-rank terms are one batched matmul per layer (not a gather per
-        row). Each batch holds whole blocks: ``k`` consecutive blocks times the
-        same prompts, block-major, with ``k`` as large as ``batch_size`` rows
-        allow (spread evenly over the batches); when the prompts alone exceed
-        ``batch_size`` a batch is one block's share of them. Prompts are
-        sorted by length the same way in every block. ``around_batch(range)``,
-        if given, is entered around each batch with the blocks it holds.
+        A member's rows sit together so that its own low-rank terms are one
+        batched matmul per layer (not a gather per row). Each batch holds
+        whole blocks: ``k`` consecutive blocks times the same prompts,
+        block-major, with ``k`` as large as ``batch_size`` rows allow (spread
+        evenly over the batches); when the prompts alone exceed ``batch_size``
+        a batch is one block's share of them. Prompts are sorted by length the
+        same way in every block. ``around_batch(range)``, if given, is entered
+        around each batch with the blocks it holds.
 
         Returns:
-          ``completions[block][prompt]``, in the order of ``encoded``.
+          ``completions[block][prompt]``, in the order of ``prepared``.
         """
+        encoded = prepared
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         completions = [[""] * len(encoded) for _ in range(blocks)]
         for members, prompts in self._batches(len(order), blocks):
             rows = [encoded[i] for i in order[prompts.start : prompts.stop]]
             with around_batch(members) if around_batch else contextlib.nullcontext():
                 texts = self._generate_batch(rows * len(members), len(members))
-            if self.on_batch is not None:
-                self.on_batch(len(texts))
+            self.report(len(texts))
             positions = order[prompts.start : prompts.stop]
             for offset, block in enumerate(members):
                 block_texts = texts[offset * len(rows) : (offset + 1) * len(rows)]
@@ -158,11 +139,6 @@ class TextGenerator:
         return completions
 
     def member_groups(self, prompts: int, blocks: int) -> list[range]:
-        """The blocks that :meth:`generate_blocks` puts in the same batches, in order.
-
-        A distributed evaluator sends each group to one worker, so that every
-        batch holds the same rows as in a single process.
-        """
         groups: list[range] = []
         for members, _ in self._batches(prompts, blocks):
             if not groups or groups[-1] != members:

@@ -1,0 +1,19 @@
+"""Generation backends: the :class:`Generator` protocol and its registry, :data:`GENERATORS`.
+
+``hf`` (transformers' ``generate``) is the default backend; the model
+section's ``backend`` chooses one by name. Importing this package registers
+the backends without importing torch or transformers.
+"""
+
+from . import hf  # noqa: F401 -- registers the backend
+from .base import GENERATORS, Generator, cut_at_stop, render_prompt, stop_strings
+from .hf import HFGenerator
+
+__all__ = [
+    "GENERATORS",
+    "Generator",
+    "HFGenerator",
+    "cut_at_stop",
+    "render_prompt",
+    "stop_strings",
+]
