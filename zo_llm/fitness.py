@@ -74,8 +74,9 @@ def zscore(per_prompt: np.ndarray) -> np.ndarray:
 def centered_rank(per_prompt: np.ndarray) -> np.ndarray:
     """Ranks of the mean rewards mapped linearly to ``[-0.5, 0.5]`` (OpenAI ES).
 
-    Ties share their mean rank. Rank shaping makes the step invariant to any monotone transform of the
-    reward and immune to one outlier dominating the update.
+    Ties share their mean rank. Rank shaping makes the step invariant to any
+    monotone transform of the reward and immune to one outlier dominating the
+    update.
     """
     rewards = member_means(per_prompt)
     n = len(rewards)
