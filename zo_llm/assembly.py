@@ -120,7 +120,8 @@ def build_run(
         space = space if space is not None else build_space(config.space.name, config.space.options)
         strategy_class = component_class("strategy", config.strategy.name)
         if strategy_class is not None:
-            strategy_class.check_pairing(space)  # a user's space too, before the model loads
+            # a user's space too, before the model loads
+            strategy_class.check_pairing(space, config.strategy.options)
         check_space_size(config, space, model)  # before loading: from the model's shapes
     if config.model.threads:
         torch.set_num_threads(config.model.threads)

@@ -375,7 +375,7 @@ def check_run(config: RunConfig) -> None:
     strategy = component_class("strategy", config.strategy.name)
     space = component_class("space", config.space.name)
     if strategy is not None and space is not None:
-        strategy.check_pairing(space)
+        strategy.check_pairing(space, config.strategy.options)
     if space is not None:
         choose_evaluator(config.loop.evaluator, space)
     quantize = config.model.quantize

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..candidates import SEEDED, AnyCandidate
+from ..candidates import SEEDED, VECTOR, AnyCandidate
 from ..fitness import FITNESS, as_members_by_prompts, member_means
 from ..lazy import torch
 from ..options import same_value
@@ -97,8 +97,19 @@ class Strategy(ABC):
     #: config has no field of, e.g. MeZO's ``sigma`` is its ``eps``.
     equivalents: ClassVar[Mapping[str, Equivalent]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A strategy's options include ``shaping``: its config class must be a
+        :class:`StrategyConfig`, refused when the class is defined, not mid-run."""
+        super().__init_subclass__(**kwargs)
+        config_class = cls.__dict__.get("config_class")
+        if config_class is not None and not issubclass(config_class, StrategyConfig):
+            raise TypeError(
+                f"{cls.__name__}.config_class {config_class.__name__} must subclass "
+                "zo_llm.strategies.StrategyConfig (it brings the shaping option)"
+            )
+
     def __init__(self, space: Parametrization, config: Any = None, seed: int = 0) -> None:
-        self.check_pairing(space)
+        self.check_pairing(space, config)
         self.space = space
         self.config = config if config is not None else self.config_class()
         self.seed = int(seed)
@@ -152,11 +163,33 @@ class Strategy(ABC):
         return ""
 
     @classmethod
-    def check_pairing(cls, space: Parametrization | type[Parametrization]) -> None:
+    def check_pairing(
+        cls, space: Parametrization | type[Parametrization], config: Any = None
+    ) -> None:
         """Refuses a space (or space class) of no kind this strategy searches, naming both sides'
-        pairings; a class is enough, so a run config checks its pairing before any model."""
-        if not cls.supported_kinds & space.kinds:
+        pairings, or one without a method the strategy calls (:meth:`space_methods`, as
+        configured by ``config``); a class is enough, so a run checks before any model loads."""
+        shared = cls.supported_kinds & space.kinds
+        if not shared:
             raise IncompatibleSpaceError(cls._pairing_message(space))
+        needed = [m for kind in sorted(shared) for m in KIND_METHODS.get(kind, ())]
+        needed += cls.space_methods(config if config is not None else cls.config_class())
+        space_class = space if isinstance(space, type) else type(space)
+        missing = [name for name in dict.fromkeys(needed) if _lacks(space_class, name)]
+        if missing:
+            raise IncompatibleSpaceError(
+                f"strategy {cls.name!r} calls {', '.join(missing)} of its space, which "
+                f"{_space_label(space)} does not implement; add "
+                f"{'it' if len(missing) == 1 else 'them'} (docs/extending.md lists what each "
+                "strategy calls) or choose another strategy"
+            )
+
+    @classmethod
+    def space_methods(cls, config: Any) -> tuple[str, ...]:
+        """Methods of the space that this strategy (as ``config`` sets it) calls beyond those
+        of the kinds it searches (:data:`KIND_METHODS`); ESSAM's shift, say."""
+        del config
+        return ()
 
     @classmethod
     def test_config(cls) -> Any:
@@ -284,6 +317,19 @@ class Strategy(ABC):
         default): the state does not grow.
         """
         return None
+
+
+#: The space methods that candidates and steps of each kind call (:mod:`zo_llm.candidates`).
+KIND_METHODS = {
+    SEEDED: ("perturb", "unperturb", "apply_update"),
+    VECTOR: ("get_vector", "set_vector"),
+}
+
+
+def _lacks(space_class: type, name: str) -> bool:
+    """Whether ``space_class`` leaves method ``name`` to the base class (which refuses it)."""
+    own = getattr(space_class, name, None)
+    return own is None or own is getattr(Parametrization, name, None)
 
 
 def spaces_searched_by(kinds: Iterable[str]) -> list[str]:

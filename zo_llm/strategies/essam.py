@@ -82,6 +82,13 @@ class ESSAM(OpenAIES):
 
     config_class = ESSAMConfig
 
+    @classmethod
+    def space_methods(cls, config: ESSAMConfig) -> tuple[str, ...]:
+        """The neighbour point is a temporary shift of the space; its exact norm is computed
+        by the space (``grad_norm="exact"``)."""
+        exact = ("update_norm",) if config.grad_norm == "exact" else ()
+        return ("shift", "unshift", *exact)
+
     def __init__(
         self, space: Parametrization, config: ESSAMConfig | None = None, seed: int = 0
     ) -> None:
