@@ -123,7 +123,7 @@ CASES: dict[str, tuple[Case, int, tuple[str, ...]]] = {
     "jsonl not utf-8": (
         lambda t, m: ["train", "--task", str(write(t / "d.jsonl", b'{"prompt": "\xe9"}\n'))],
         2,
-        ("file task", "d.jsonl", "not UTF-8", "line 1, column 13", "save it as UTF-8"),
+        ("file: ", "d.jsonl", "not UTF-8", "line 1, column 13", "save it as UTF-8"),
     ),
     "jsonl bad line": (
         lambda t, m: [

@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import pytest
 
+import zo_llm
 from zo_llm.tasks.base import TASKS
 from zo_llm.tasks.countdown import (
     DEFAULT_PROMPT,
@@ -259,3 +260,9 @@ def test_paper_data_file_uses_the_paper_split_by_default(tmp_path):
     from zo_llm.components import build_task
 
     assert len(build_task("countdown", {"data": str(path)}).examples("eval")) == 2000
+
+
+@pytest.mark.parametrize("name", ["countdown", "countdown-easy"])
+def test_a_task_names_itself_in_errors_by_its_registry_name(name):
+    with pytest.raises(ValueError, match=f"^task '{name}': max_number=0 must be at least 1"):
+        zo_llm.resolve({"task": name, "task_options": {"max_number": 0}})

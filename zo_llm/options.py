@@ -50,7 +50,11 @@ def make_config(config_class: type[C], options: dict[str, Any] | None, owner: st
         )
     hints = typing.get_type_hints(config_class)
     values = {name: _coerce(value, hints[name], name, owner) for name, value in options.items()}
-    return check_finite(config_class(**values), owner)
+    try:
+        config = config_class(**values)
+    except ValueError as error:  # its own check: say whose option it is
+        raise ValueError(f"{owner}: {error}") from None
+    return check_finite(config, owner)
 
 
 def check_finite(config: C, owner: str) -> C:

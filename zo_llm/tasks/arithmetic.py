@@ -19,7 +19,6 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import ClassVar
 
 import numpy as np
 
@@ -34,7 +33,6 @@ FIELDS = ("a", "b")
 class ArithmeticConfig(DataTaskConfig):
     """Problems ``a OP b`` with ``digits``-digit operands, asked after ``shots`` solved ones."""
 
-    task_name: ClassVar[str] = "arithmetic"
 
     digits: int = field(default=2, metadata={"help": "Digits of each operand (1 to 6)."})
     operation: str = field(default="+", metadata={"help": "One of + - *."})

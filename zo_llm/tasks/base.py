@@ -65,9 +65,6 @@ class DataTaskConfig(TaskConfig):
     ``eval_size`` is the one owner of the held-out size: a run's eval size sets it.
     """
 
-    #: The task's name in error messages.
-    task_name: ClassVar[str] = "task"
-
     data: str | None = field(
         default=None,
         metadata={
@@ -91,7 +88,7 @@ class DataTaskConfig(TaskConfig):
     )
 
     def __post_init__(self) -> None:
-        check_sizes(self.task_name, train_size=self.train_size, eval_size=self.eval_size)
+        check_sizes(train_size=self.train_size, eval_size=self.eval_size)
 
 
 def main_metric(metrics: Mapping[str, Any]) -> str:
@@ -170,7 +167,7 @@ class DataTask(Task):
             train, test = self.default_splits()
         else:
             train, test = loading.load_splits(
-                cfg.data, self.required_fields(), cfg.task_name, cfg.train_size
+                cfg.data, self.required_fields(), self.name, cfg.train_size
             )
         return {"train": train[: cfg.train_size], "eval": test[: cfg.eval_size]}
 
@@ -180,14 +177,18 @@ class DataTask(Task):
 
     def default_splits(self) -> tuple[list[Example], list[Example]]:
         """Train and held-out examples without ``data=``; by default there are none."""
-        raise ValueError(f"{self.config.task_name}: no data; pass --data PATH (data=PATH)")
+        raise ValueError(f"{self.name}: no data; pass --data PATH (data=PATH)")
 
 
-def check_sizes(task: str, **sizes: int | None) -> None:
-    """Raises unless each given split size is None (all) or at least 1."""
+def check_sizes(**sizes: int | None) -> None:
+    """Raises unless each given size is None (all) or at least 1.
+
+    The message names the option; the task's name comes from whoever built its
+    config (:func:`zo_llm.options.make_config` names the owner), never typed here.
+    """
     for name, value in sizes.items():
         if value is not None and value < 1:
-            raise ValueError(f"{task}: {name}={value} must be at least 1")
+            raise ValueError(f"{name}={value} must be at least 1")
 
 
 def mean_finite(values: Sequence[float]) -> float:

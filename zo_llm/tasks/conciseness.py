@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 from .base import TASKS, DataTask, DataTaskConfig, Example, Prompt, ask, mean_finite
 from .custom import contains
@@ -52,7 +51,6 @@ class ConcisenessConfig(DataTaskConfig):
     train / 30 held-out questions are used.
     """
 
-    task_name: ClassVar[str] = "conciseness"
 
     prompt_template: str = field(
         default="Question: {question}\nAnswer:",
@@ -80,8 +78,8 @@ class ConcisenessTask(DataTask):
 
     def default_splits(self) -> tuple[list[Example], list[Example]]:
         return (
-            load_records(TRAIN_DATA, FIELDS, self.config.task_name),
-            load_records(EVAL_DATA, FIELDS, self.config.task_name),
+            load_records(TRAIN_DATA, FIELDS, self.name),
+            load_records(EVAL_DATA, FIELDS, self.name),
         )
 
     def prompt(self, example: Example) -> Prompt:

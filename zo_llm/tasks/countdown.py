@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 from .base import TASKS, DataTask, DataTaskConfig, Example, Prompt, ask, check_sizes, mean_finite
 from .loading import read_json_records
@@ -76,7 +76,6 @@ class CountdownConfig(DataTaskConfig):
     problems, e.g. the paper's; without it problems are generated.
     """
 
-    task_name: ClassVar[str] = "countdown"
 
     # the paper's sizes and plain-text prompt: defaults and meanings of their own
     train_size: int = field(default=200, metadata={"help": "Number of training problems."})
@@ -108,7 +107,7 @@ class CountdownConfig(DataTaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_sizes(self.task_name, max_number=self.max_number, max_target=self.max_target)
+        check_sizes(max_number=self.max_number, max_target=self.max_target)
         if not 2 <= self.min_numbers <= 12:
             raise ValueError(f"countdown: min_numbers={self.min_numbers} must be in 2..12")
         if not self.min_numbers <= self.max_numbers <= 12:

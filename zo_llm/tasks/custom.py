@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from .base import TASKS, DataTask, DataTaskConfig, Example, Prompt, Task, ask, check_split
 from .gsm8k import extract_number, parse_number
@@ -159,7 +159,6 @@ def make_task(
 class FileTaskConfig(DataTaskConfig):
     """A local file of examples (``data=``, required) scored by a built-in reward."""
 
-    task_name: ClassVar[str] = "file task"
 
     reward: str = field(
         default="exact_match",

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import ClassVar
 
 from .base import TASKS, DataTask, DataTaskConfig, Example, Prompt, ask, mean_finite
 
@@ -91,7 +90,6 @@ class GSM8KConfig(DataTaskConfig):
     it, ``openai/gsm8k`` (main) is loaded from the hub.
     """
 
-    task_name: ClassVar[str] = "gsm8k"
 
     few_shot: int = field(
         default=0,
