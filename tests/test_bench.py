@@ -11,9 +11,9 @@ import pytest
 from conftest import run_numbers
 
 import zo_llm
-from zo_llm.bench import DONE_MARKER, BenchConfig, Entry, run_bench
+from zo_llm.bench import BenchConfig, Entry, run_bench
 from zo_llm.cli import build_parser, main
-from zo_llm.rundir import CHECKPOINT_FILE
+from zo_llm.rundir import CHECKPOINT_FILE, RunDir
 from zo_llm.runner import Experiment
 
 FAST = {"batch_size": 4, "eval_size": 8, "max_new_tokens": 40, "eval_every": 1, "threads": 1}
@@ -151,18 +151,18 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_metrics(bench, tmp_path
     experiment.finished = lambda: experiment.iteration >= 1  # killed after iteration 1 of 2
     experiment.run()
     folder = Path(train_config.output.out)
-    assert (folder / CHECKPOINT_FILE).exists() and not (folder / DONE_MARKER).exists()
+    assert (folder / CHECKPOINT_FILE).exists() and not RunDir(folder).bench_done_file.exists()
     assert run_bench(partial) == [name]
     uninterrupted = zo_llm.read_metrics(Path(config.out) / "runs" / name)
     resumed = zo_llm.read_metrics(folder)
     assert [r["iteration"] for r in resumed if r["type"] == "train"] == [1, 2]
     assert run_numbers(resumed) == run_numbers(uninterrupted)
-    assert (folder / "final" / "config.json").exists() and (folder / DONE_MARKER).exists()
+    assert (folder / "final" / "config.json").exists() and RunDir(folder).bench_done_file.exists()
 
 
 def test_a_changed_config_is_refused_before_any_run(bench):
     config, _ = bench
-    marker = Path(config.runs()[0][1].output.out) / DONE_MARKER
+    marker = RunDir(config.runs()[0][1].output.out).bench_done_file
     stamp = marker.stat().st_mtime_ns
     changed = bench_config(config.out, strategies=[Entry("es", {"population": 4, "sigma": 1e-2})])
     with pytest.raises(ValueError, match="es--full--countdown-easy--seed0") as error:
@@ -215,7 +215,7 @@ def test_names_options_and_pairings_are_checked_up_front(tmp_path):
     fails("unknown parametrization 'nope'", strategies=[ES], spaces=[Entry("nope")])
     fails("unknown task 'nope'", strategies=[ES], tasks=[Entry("nope")])
     fails("strategy 'es' has no option 'sigmaa'", strategies=[Entry("es", {"sigmaa": 1})])
-    fails("space 'svd': rank=0 must be >= 1", strategies=[ES], spaces=[Entry("svd", {"rank": 0})])
+    fails("parametrization 'svd': rank=0 must be >= 1", strategies=[ES], spaces=[Entry("svd", {"rank": 0})])
     fails(
         r"strategy 'cma-es' cannot search space 'full'.*spaces = \[\"svd\"\]",
         strategies=[ES, Entry("cma-es")],

@@ -47,7 +47,6 @@ from .config import RunConfig, SpaceSection, StrategySection, TaskSection
 from .rundir import RunDir
 from .version import __version__
 
-DONE_MARKER = "bench_done"
 #: Characters a label may use: it becomes part of a folder name.
 _LABEL = re.compile(r"^[\w.+=-]+$")
 #: Run settings that a bench sets per run, not once for all: its entries and seeds decide them.
@@ -351,7 +350,7 @@ class BenchConfig:
         """
         for run in self.plan():
             folder = RunDir(run.config.output.out)
-            kept = (folder.path / DONE_MARKER).exists() or folder.has_checkpoint()
+            kept = folder.bench_done_file.exists() or folder.has_checkpoint()
             if not kept or not folder.holds_run():
                 continue
             made_by = folder.made_by()
@@ -389,10 +388,10 @@ def run_bench(config: BenchConfig) -> list[str]:
     executed = []
     for name, config_of_run in config.runs():
         folder = RunDir(config_of_run.output.out)
-        if (folder.path / DONE_MARKER).exists():
+        if folder.bench_done_file.exists():
             continue
         _run_in_subprocess(config_of_run, resume=folder.has_checkpoint())
-        (folder.path / DONE_MARKER).write_text("")
+        folder.bench_done_file.write_text("")
         executed.append(name)
     rows = summarise(config)
     write_tables(rows, out)

@@ -20,8 +20,6 @@ ends normally, and ``close`` always (even after an error).
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -303,12 +301,10 @@ class BestModel(Hook):
         self.best: float | None = None
 
     def on_start(self, run: RunView) -> None:
-        rundir = run.rundir
         if run.logged_lines == 0:  # a new run (or one started over): nothing is best yet
-            shutil.rmtree(rundir.best, ignore_errors=True)
-            rundir.best_file.unlink(missing_ok=True)
-        elif rundir.best_file.exists():
-            self.best = float(json.loads(rundir.best_file.read_text())["value"])
+            run.rundir.forget_best()
+        elif (chosen := run.rundir.read_best()) is not None:
+            self.best = float(chosen["value"])
 
     def on_record(self, run: RunView, record: Record) -> None:
         if record["type"] != "eval":
@@ -318,14 +314,5 @@ class BestModel(Hook):
         if value is None or value != value or (self.best is not None and value <= self.best):
             return
         self.best = float(value)
-        rundir = run.rundir
-        fresh, old = rundir.path / "best.tmp", rundir.path / "best.old"
-        for stale in (fresh, old):
-            shutil.rmtree(stale, ignore_errors=True)
-        run.save_final(fresh)
-        if rundir.best.exists():
-            rundir.best.rename(old)
-        fresh.rename(rundir.best)
-        shutil.rmtree(old, ignore_errors=True)
         chosen = {"iteration": record["iteration"], "metric": metric, "value": self.best}
-        rundir.write_best(chosen)
+        run.rundir.replace_best(run.save_final, chosen)

@@ -50,7 +50,7 @@ class TensorBoard(Hook):
     def on_start(self, run: RunView) -> None:
         from torch.utils.tensorboard import SummaryWriter  # imported lazily: slow import
 
-        folder = run.rundir.path / "tensorboard"
+        folder = run.rundir.tensorboard
         if folder.exists():
             shutil.rmtree(folder)
         self._writer = SummaryWriter(str(folder))
@@ -86,7 +86,7 @@ class Wandb(Hook):
     def on_start(self, run: RunView) -> None:
         import wandb  # present: the run config checked it before the model loaded
 
-        id_file = run.rundir.path / "wandb_id"
+        id_file = run.rundir.wandb_id_file
         run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
         id_file.write_text(run_id)
         self._run = wandb.init(

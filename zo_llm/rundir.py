@@ -11,6 +11,7 @@
     final/            the trained model, a save_pretrained folder with its tokenizer
     best/, best.json  the model of the best held-out evaluation so far, and which it was
     wandb_id, wandb/  with --wandb-project: the W&B run's id and its local files
+    bench_done        in a bench's run: the run finished (zo-llm bench keeps it)
 
 The runner writes through :class:`RunDir`; ``zo-llm eval``, ``bench`` and
 ``resume`` read through it.
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +38,9 @@ FINAL_DIR = "final"
 BEST_DIR = "best"
 BEST_FILE = "best.json"
 SNAPSHOT_DIR = "snapshots"
+TENSORBOARD_DIR = "tensorboard"
+WANDB_ID_FILE = "wandb_id"
+BENCH_DONE_FILE = "bench_done"
 
 
 class RunDir:
@@ -70,9 +76,41 @@ class RunDir:
     def best_file(self) -> Path:
         return self.path / BEST_FILE
 
-    def write_best(self, chosen: dict[str, Any]) -> None:
-        """Writes ``best.json`` (which evaluation ``best/`` holds) atomically."""
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / TENSORBOARD_DIR
+
+    @property
+    def wandb_id_file(self) -> Path:
+        return self.path / WANDB_ID_FILE
+
+    @property
+    def bench_done_file(self) -> Path:
+        return self.path / BENCH_DONE_FILE
+
+    def replace_best(self, save: Callable[[Path], None], chosen: dict[str, Any]) -> None:
+        """Replaces ``best/`` by what ``save(folder)`` writes, and ``best.json`` by ``chosen``.
+
+        Written beside it, then renamed, so a kill leaves the previous best intact.
+        """
+        fresh, old = self.path / f"{BEST_DIR}.tmp", self.path / f"{BEST_DIR}.old"
+        for stale in (fresh, old):
+            shutil.rmtree(stale, ignore_errors=True)
+        save(fresh)
+        if self.best.exists():
+            self.best.rename(old)
+        fresh.rename(self.best)
+        shutil.rmtree(old, ignore_errors=True)
         _atomic_write_text(self.best_file, json.dumps(chosen))
+
+    def forget_best(self) -> None:
+        """Deletes ``best/`` and ``best.json`` (a new run: nothing is best yet)."""
+        shutil.rmtree(self.best, ignore_errors=True)
+        self.best_file.unlink(missing_ok=True)
+
+    def read_best(self) -> dict[str, Any] | None:
+        """``best.json``: which evaluation ``best/`` holds; None before the first."""
+        return json.loads(self.best_file.read_text()) if self.best_file.exists() else None
 
     def holds_run(self) -> bool:
         return self.config_file.exists()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shlex
 import sys
 import time
@@ -175,9 +174,8 @@ def _report(experiment: Any) -> None:
         print(f"held-out before: {_metrics_line(evals[0])}")
         print(f"held-out after:  {_metrics_line(evals[-1])}")
     print(f"run folder: {experiment.out}")
-    best = experiment.rundir.best_file
-    if best.exists():
-        chosen = json.loads(best.read_text())
+    chosen = experiment.rundir.read_best()
+    if chosen is not None:
         print(
             f"best model: {experiment.rundir.best} (held-out {chosen['metric']}="
             f"{chosen['value']:.4g} at iteration {chosen['iteration']})"

@@ -21,6 +21,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from ..rundir import RunDir
 from .aliases import ALIASES, resolve_alias
 from .quantize import check_quantization, quantize_base
 
@@ -139,8 +140,9 @@ def check_model_folder(folder: str | Path) -> None:
     folder = Path(folder).expanduser()
     have = {p.name for p in folder.iterdir()}
     if "config.json" not in have:
-        if "run_config.json" in have and (folder / "final").is_dir():
-            hint = f"it is a zo-llm run folder; its trained model is {folder / 'final'}"
+        run = RunDir(folder)
+        if run.holds_run() and run.final.is_dir():
+            hint = f"it is a zo-llm run folder; its trained model is {run.final}"
         elif gguf := sorted(name for name in have if name.endswith(".gguf")):
             hint = f"to load a GGUF model pass its file, {folder / gguf[0]}"
         elif "adapter_config.json" in have:
