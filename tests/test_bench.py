@@ -215,7 +215,11 @@ def test_names_options_and_pairings_are_checked_up_front(tmp_path):
     fails("unknown parametrization 'nope'", strategies=[ES], spaces=[Entry("nope")])
     fails("unknown task 'nope'", strategies=[ES], tasks=[Entry("nope")])
     fails("strategy 'es' has no option 'sigmaa'", strategies=[Entry("es", {"sigmaa": 1})])
-    fails("parametrization 'svd': rank=0 must be >= 1", strategies=[ES], spaces=[Entry("svd", {"rank": 0})])
+    fails(
+        "parametrization 'svd': rank=0 must be >= 1",
+        strategies=[ES],
+        spaces=[Entry("svd", {"rank": 0})],
+    )
     fails(
         r"strategy 'cma-es' cannot search space 'full'.*spaces = \[\"svd\"\]",
         strategies=[ES, Entry("cma-es")],

@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM
 
 import zo_llm
 from zo_llm.cli import main
+from zo_llm.config import RESUMABLE
 from zo_llm.runner import load_run_config
 from zo_llm.strategies import ESConfig
 
@@ -343,23 +344,31 @@ def test_resume_refuses_config_changes(model_dir, tmp_path, capsys, extra):
     run = train_run(model_dir, tmp_path / "run", capsys)
     before = (run / "metrics.jsonl").read_text()
     assert main(["train", "--resume", str(run), "--iterations", "4", *extra]) == 2
-    assert_clean_error(
-        capsys,
-        "cannot change",
-        "only --iterations, --progress, --threads, --workers and --ray-address",
-    )
+    flags = [f"--{name.replace('_', '-')}" for name in RESUMABLE]
+    assert_clean_error(capsys, "cannot change", f"only {', '.join(flags[:-1])} and {flags[-1]}")
     assert (run / "metrics.jsonl").read_text() == before  # nothing ran
     assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 2
 
 
 @pytest.mark.parametrize(
-    "extra", [["--no-progress"], ["--threads", "1"]], ids=lambda extra: " ".join(extra)
+    "extra",
+    [["--no-progress"], ["--threads", "1"], ["--no-tensorboard"], ["--checkpoint-every", "2"]],
+    ids=lambda extra: " ".join(extra),
 )
 def test_resume_accepts_the_flags_it_says_may_change(model_dir, tmp_path, capsys, extra):
     run = train_run(model_dir, tmp_path / "run", capsys)
+    whole = train_run(model_dir, tmp_path / "whole", capsys, "--iterations", "3")
     assert main(["train", "--resume", str(run), "--iterations", "3", *extra]) == 0
     records = zo_llm.read_metrics(run)
     assert [r["iteration"] for r in records if r["type"] == "train"] == [1, 2, 3]
+    assert run_numbers(records) == run_numbers(zo_llm.read_metrics(whole))  # no number changed
+
+
+def test_resume_from_python_takes_the_same_settings(model_dir, tmp_path, capsys):
+    run = train_run(model_dir, tmp_path / "run", capsys)
+    with pytest.raises(ValueError, match="resume cannot change lr: .* may change iterations"):
+        zo_llm.resume(run, 3, lr=1.0)
+    assert zo_llm.resume(run, 3, tensorboard=False, progress=False).iteration == 3
 
 
 def test_resume_of_a_folder_that_is_no_run(tmp_path, capsys):

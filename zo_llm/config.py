@@ -421,6 +421,9 @@ MACHINE = (
     "worker_cpus",
     "worker_gpus",
 )
+#: What a resumed run may change: its total iterations, and every setting that changes no
+#: number but its folder (the one declaration: ``zo-llm train --resume``, :func:`zo_llm.resume`).
+RESUMABLE = ("iterations", *(name for name in MACHINE if name != "out"))
 
 
 def differences(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:

@@ -31,7 +31,7 @@ from .assembly import (
     refuse_options_of_objects,
     with_objects,
 )
-from .config import RunConfig, flatten, resolve
+from .config import RESUMABLE, RunConfig, flatten, resolve
 from .errors import RunInterrupted, TrainingDiverged, signals_interrupt
 from .hooks import BestModel, Checkpointing, HeldoutEvaluation, Hook, Record, as_hook
 from .iteration import run_iteration
@@ -342,25 +342,33 @@ def _is_name(value: Any) -> bool:
     return value is None or isinstance(value, (str, Path))
 
 
+#: Objects a resumed run may be given again (those of a run that used unregistered ones).
+RESUME_OBJECTS = ("model", "tokenizer", "task", "space")
+
+
 def resume(
     run_dir: str | Path,
     iterations: int | None = None,
     *,
-    progress: bool | None = None,
-    threads: int | None = None,
-    workers: int | None = None,
-    ray_address: str | None = None,
     hooks: Iterable[HookLike] = (),
-    **objects: Any,
+    **given: Any,
 ) -> Experiment:
     """Continues the run in ``run_dir`` from its last checkpoint, up to ``iterations`` in total.
 
-    The saved config is used as it was (only the total ``iterations``, the
-    progress bar, the thread count and the Ray workers may change), so the continuation
-    computes the same numbers as a run that never stopped. ``objects`` are
-    components passed to :class:`Experiment` (``model=``, ``task=``...), needed
-    when the run used objects that are not registered by name.
+    The saved config is used as it was, so the continuation computes the same
+    numbers as a run that never stopped; ``given`` may change only the settings
+    that change no number (:data:`zo_llm.config.RESUMABLE`: ``progress=``,
+    ``threads=``, ``workers=``...) and pass components again
+    (:data:`RESUME_OBJECTS`: ``model=``, ``task=``...), needed when the run used
+    objects that are not registered by name.
     """
+    refused = sorted(set(given) - set(RESUMABLE) - set(RESUME_OBJECTS))
+    if refused:
+        raise ValueError(
+            f"resume cannot change {', '.join(refused)}: it continues the run with its saved "
+            f"config; it may change {', '.join(RESUMABLE)} and take {', '.join(RESUME_OBJECTS)}"
+        )
+    objects = {key: value for key, value in given.items() if key in RESUME_OBJECTS}
     rundir = RunDir(run_dir)
     saved = rundir.read_config()
     state = rundir.load_checkpoint() if rundir.has_checkpoint() else None  # None: starts over
@@ -370,14 +378,9 @@ def resume(
             f"{run_dir} is at iteration {done}; --iterations {iterations} would not continue it "
             f"(give {done} or more)"
         )
-    changes = {
-        "iterations": iterations,
-        "progress": progress,
-        "threads": threads,
-        "workers": workers,
-        "ray_address": ray_address,
-    }
-    changes = {key: value for key, value in changes.items() if value is not None}
+    changes = {key: value for key, value in given.items() if key in RESUMABLE}
+    if iterations is not None:
+        changes["iterations"] = iterations
     config = resolve(saved, layer_of_objects(objects), changes, {"out": str(run_dir)})
     experiment = Experiment(config, hooks=hooks, **objects)
     experiment.restore(state)

@@ -59,14 +59,10 @@ def add_parser(commands: Any) -> None:
         type=Path,
         metavar="RUN",
         help="continue the run folder RUN with its saved config (only "
-        f"{_spelled(RESUMABLE)} may change)",
+        f"{_spelled(run_config.RESUMABLE)} may change: they change no number)",
     )
     add_setting_flags(parser)
     parser.set_defaults(handler=cmd_train)
-
-
-#: What ``--resume`` may change: nothing that changes the run's numbers.
-RESUMABLE = ("iterations", "progress", "threads", "workers", "ray_address")
 
 
 def _spelled(names: tuple[str, ...]) -> str:
@@ -157,11 +153,11 @@ def _resume_overrides(args: argparse.Namespace) -> dict[str, Any]:
     given = flags_layer(args)
     if args.config:
         given["config"] = args.config
-    refused = sorted(set(given) - set(RESUMABLE))
+    refused = sorted(set(given) - set(run_config.RESUMABLE))
     if refused:
         raise ValueError(
             f"--resume continues a run with its saved config; {', '.join(refused)} cannot change "
-            f"(only {_spelled(RESUMABLE)} can). Start a new run with --out instead."
+            f"(only {_spelled(run_config.RESUMABLE)} can). Start a new run with --out instead."
         )
     return given
 

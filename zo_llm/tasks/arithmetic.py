@@ -33,7 +33,6 @@ FIELDS = ("a", "b")
 class ArithmeticConfig(DataTaskConfig):
     """Problems ``a OP b`` with ``digits``-digit operands, asked after ``shots`` solved ones."""
 
-
     digits: int = field(default=2, metadata={"help": "Digits of each operand (1 to 6)."})
     operation: str = field(default="+", metadata={"help": "One of + - *."})
     shots: int = field(default=3, metadata={"help": "Solved problems before the question."})

@@ -51,7 +51,6 @@ class ConcisenessConfig(DataTaskConfig):
     train / 30 held-out questions are used.
     """
 
-
     prompt_template: str = field(
         default="Question: {question}\nAnswer:",
         metadata={"help": "Prompt with a {question} placeholder."},

@@ -76,7 +76,6 @@ class CountdownConfig(DataTaskConfig):
     problems, e.g. the paper's; without it problems are generated.
     """
 
-
     # the paper's sizes and plain-text prompt: defaults and meanings of their own
     train_size: int = field(default=200, metadata={"help": "Number of training problems."})
     eval_size: int | None = field(

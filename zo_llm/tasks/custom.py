@@ -159,7 +159,6 @@ def make_task(
 class FileTaskConfig(DataTaskConfig):
     """A local file of examples (``data=``, required) scored by a built-in reward."""
 
-
     reward: str = field(
         default="exact_match",
         metadata={"help": f"Built-in reward: {', '.join(BUILTIN_REWARDS)}."},

@@ -90,7 +90,6 @@ class GSM8KConfig(DataTaskConfig):
     it, ``openai/gsm8k`` (main) is loaded from the hub.
     """
 
-
     few_shot: int = field(
         default=0,
         metadata={
