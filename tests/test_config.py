@@ -181,11 +181,33 @@ def test_the_cli_and_the_registries_import_no_torch():
         "import sys, zo_llm, zo_llm.cli, zo_llm.config\n"
         "zo_llm.cli.build_parser()\n"
         "import zo_llm.strategies, zo_llm.parametrizations, zo_llm.tasks, zo_llm.models.aliases\n"
+        "zo_llm.RunConfig, zo_llm.STRATEGIES, zo_llm.FITNESS, zo_llm.GENERATORS\n"
         "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_public_names_are_derived_from_the_packages_imports():
+    import zo_llm.evaluation
+    import zo_llm.generation
+    import zo_llm.parametrizations
+    import zo_llm.strategies
+    import zo_llm.tasks
+
+    assert {"OpenAIES", "ESConfig", "STRATEGIES", "StrategyConfig"} <= set(
+        zo_llm.strategies.__all__
+    )
+    assert "es" not in zo_llm.strategies.__all__  # its submodules are not exports
+    packages = (zo_llm.strategies, zo_llm.parametrizations, zo_llm.tasks, zo_llm.evaluation,
+                zo_llm.generation)  # fmt: skip
+    for package in packages:
+        assert set(package.__all__) <= set(zo_llm.__all__)
+    assert {"train", "resume", "Experiment", "build_run", "RunConfig"} <= set(zo_llm.__all__)
+    assert all(getattr(zo_llm, name) is not None for name in zo_llm.__all__)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        zo_llm.nope  # noqa: B018
 
 
 def test_a_task_object_brings_its_own_options(tokenizer):

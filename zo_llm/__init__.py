@@ -22,91 +22,28 @@ and the ``zo-llm`` command start without loading torch or transformers.
 
 from __future__ import annotations
 
-from .lazy import lazy_exports
+from .lazy import lazy_sources
 from .version import __version__
 
-#: Public name -> the submodule that defines it.
-_EXPORTS = {
-    "BlackBoxResult": "blackbox",
-    "maximize": "blackbox",
-    "RunConfig": "config",
-    "resolve": "config",
-    "kl_from_reference": "divergence",
-    "BatchedEvaluator": "evaluation",
-    "Evaluator": "evaluation",
-    "SequentialEvaluator": "evaluation",
-    "evaluate_heldout": "evaluation",
-    "evaluate_sampled": "evaluation",
-    "evaluate_task": "evaluation",
-    "CallbackHook": "hooks",
-    "Hook": "hooks",
-    "Run": "assembly",
-    "build_run": "assembly",
-    "IterationResult": "iteration",
-    "run_iteration": "iteration",
-    "GENERATORS": "generation",
-    "Generator": "generation",
-    "HFGenerator": "generation",
-    "load_model": "models",
-    "PARAMETRIZATIONS": "parametrizations",
-    "FullConfig": "parametrizations",
-    "FullWeights": "parametrizations",
-    "LoraSpace": "parametrizations",
-    "LoraSpaceConfig": "parametrizations",
-    "LowRankConfig": "parametrizations",
-    "LowRankWeights": "parametrizations",
-    "Parametrization": "parametrizations",
-    "SVDConfig": "parametrizations",
-    "SVDSpace": "parametrizations",
-    "TensorConfig": "parametrizations",
-    "TensorSpace": "parametrizations",
-    "Registry": "registry",
-    "UnknownNameError": "registry",
-    "RunDir": "rundir",
-    "read_metrics": "rundir",
-    "Experiment": "runner",
-    "RunInterrupted": "errors",
-    "TrainingDiverged": "errors",
-    "resume": "runner",
-    "train": "runner",
-    "CEM": "strategies",
-    "CMAES": "strategies",
-    "ESSAM": "strategies",
-    "PGPE": "strategies",
-    "SNES": "strategies",
-    "STRATEGIES": "strategies",
-    "XNES": "strategies",
-    "Candidate": "strategies",
-    "CEMConfig": "strategies",
-    "CMAESConfig": "strategies",
-    "ESConfig": "strategies",
-    "ESSAMConfig": "strategies",
-    "IncompatibleSpaceError": "strategies",
-    "MeZO": "strategies",
-    "MeZOConfig": "strategies",
-    "OpenAIES": "strategies",
-    "PGPEConfig": "strategies",
-    "SNESConfig": "strategies",
-    "Strategy": "strategies",
-    "VectorCandidate": "strategies",
-    "XNESConfig": "strategies",
-    "TASKS": "tasks",
-    "ChatPrompt": "tasks",
-    "ConcisenessTask": "tasks",
-    "CountdownConfig": "tasks",
-    "CountdownTask": "tasks",
-    "DataTask": "tasks",
-    "FunctionTask": "tasks",
-    "GSM8KTask": "tasks",
-    "Task": "tasks",
-    "make_task": "tasks",
-}
+#: The modules whose ``__all__`` make zo_llm's public names, light ones first: a name is
+#: imported from the first that has it, on first use (``zo_llm.RunConfig`` imports no torch).
+_SOURCES = (
+    "registry",
+    "config",
+    "rundir",
+    "hooks",
+    "strategies",
+    "parametrizations",
+    "tasks",
+    "evaluation",
+    "generation",
+    "iteration",
+    "errors",
+    "blackbox",
+    "assembly",
+    "runner",
+    "divergence",
+    "models",
+)
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
-
-
-__getattr__ = lazy_exports(__name__, _EXPORTS)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_sources(__name__, _SOURCES)

@@ -33,6 +33,8 @@ from .models.loading import load_model
 from .models.quantize import holds_quantized, quantize_base
 from .preflight import check_space_size
 
+__all__ = ["Run", "build_run"]
+
 #: What a run is built for: training (the evaluator spread over Ray workers where the
 #: config asks), a Ray worker's replica (never spread further), or scoring a model only.
 Purpose = Literal["train", "replica", "eval"]

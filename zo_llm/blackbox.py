@@ -38,6 +38,8 @@ from .parametrizations.base import Parametrization
 from .parametrizations.tensor import TensorSpace
 from .strategies.base import STRATEGIES, Strategy
 
+__all__ = ["BlackBoxResult", "maximize"]
+
 Objective = Callable[[torch.Tensor], float]
 
 

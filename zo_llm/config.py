@@ -42,6 +42,8 @@ from typing import Any, ClassVar
 
 from .options import same_value
 
+__all__ = ["RunConfig", "resolve"]
+
 #: The sections of a run config, in the order they are written.
 SECTIONS = ("model", "strategy", "space", "task", "loop", "evaluation", "output")
 #: The sections that name a registry component and hold its options.

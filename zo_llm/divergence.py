@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+__all__ = ["kl_from_reference"]
+
 
 @torch.no_grad()
 def kl_from_reference(

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+__all__ = ["RunInterrupted", "TrainingDiverged"]
+
 
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped a run; the checkpoint of its last finished iteration is kept.

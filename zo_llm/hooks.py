@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from .config import EvaluationSection, RunConfig
     from .rundir import RunDir
 
+__all__ = ["CallbackHook", "Hook", "RunView"]
+
 Record = dict[str, Any]
 
 

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from .evaluation.scores import Scores
     from .strategies.base import Strategy
 
+__all__ = ["IterationResult", "run_iteration"]
+
 
 @dataclass
 class IterationResult:

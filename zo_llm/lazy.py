@@ -8,11 +8,13 @@ run (and import torch) when the class body executes.
 """
 
 from __future__ import annotations
+import __future__
 
 import functools
 import importlib
+import importlib.util
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,20 +59,52 @@ def no_grad(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
-    """A package's module ``__getattr__`` that imports each public name on first use.
+def public_names(namespace: dict[str, Any]) -> list[str]:
+    """A package facade's ``__all__``: the names its ``__init__`` imported (not submodules).
 
-    Args:
-      package: the package's ``__name__``.
-      exports: public name -> the submodule (relative to ``package``) that defines it.
+    Why derived: a public class is then typed where it is defined and once in its
+    package's imports, never again in a list that can fall behind.
+    """
+    return sorted(
+        name
+        for name, value in namespace.items()
+        if not name.startswith("_")
+        and not isinstance(value, (types.ModuleType, __future__._Feature))
+    )
+
+
+def lazy_sources(
+    package: str, sources: Sequence[str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's module ``__getattr__`` and ``__dir__`` serving the public names of its
+    submodules ``sources`` (each one's ``__all__``), each imported on first use.
+
+    ``sources`` go from light to heavy: a name is looked up in each in turn, so
+    ``zo_llm.RunConfig`` imports no torch while ``zo_llm.train`` does. ``__all__``
+    itself is computed on first use (it imports every source).
     """
     namespace = importlib.import_module(package).__dict__
 
+    def modules() -> Iterator[types.ModuleType]:
+        for source in sources:
+            yield importlib.import_module(f".{source}", package)
+
+    def __dir__() -> list[str]:
+        return sorted({name for module in modules() for name in module.__all__})
+
     def __getattr__(name: str) -> Any:
-        if name not in exports:
+        if name == "__all__":
+            value: Any = __dir__()
+        elif name.startswith("_") or importlib.util.find_spec(f"{package}.{name}"):
+            # a submodule (``from zo_llm import config``): the import system loads it
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f".{exports[name]}", package), name)
+        else:
+            found = (module for module in modules() if name in module.__all__)
+            module = next(found, None)
+            if module is None:
+                raise AttributeError(f"module {package!r} has no attribute {name!r}")
+            value = getattr(module, name)
         namespace[name] = value  # later lookups skip this function
         return value
 
-    return __getattr__
+    return __getattr__, __dir__

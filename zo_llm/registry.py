@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+__all__ = ["Registry", "UnknownNameError"]
+
 T = TypeVar("T")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")

@@ -31,6 +31,8 @@ from .version import __version__
 if TYPE_CHECKING:
     from .config import RunConfig
 
+__all__ = ["RunDir", "read_metrics"]
+
 CONFIG_FILE = "run_config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"

@@ -39,6 +39,8 @@ from .logging import MetricsFile, ProgressBar, TensorBoard, Wandb
 from .memory import peak_memory_mb
 from .rundir import RunDir
 
+__all__ = ["Experiment", "resume", "train"]
+
 HookLike = Hook | Callable[[Record], Any]
 
 

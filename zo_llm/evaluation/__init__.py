@@ -5,6 +5,7 @@ by the ``ray`` wrapper when it starts), so a run config can choose and check
 its evaluator before anything loads.
 """
 
+from ..lazy import public_names as _public_names
 from . import batched, distributed, sequential  # noqa: F401 -- register the evaluators
 from .base import (
     EVALUATORS,
@@ -21,19 +22,4 @@ from .heldout import evaluate_heldout, evaluate_sampled, evaluate_task
 from .scores import Scores
 from .sequential import SequentialEvaluator
 
-__all__ = [
-    "EVALUATORS",
-    "BatchedEvaluator",
-    "Evaluator",
-    "RayEvaluator",
-    "Scores",
-    "SequentialEvaluator",
-    "build_evaluator",
-    "check_distribution",
-    "choose_evaluator",
-    "evaluate_candidates",
-    "evaluate_heldout",
-    "evaluate_sampled",
-    "evaluate_task",
-    "score",
-]
+__all__ = _public_names(globals())

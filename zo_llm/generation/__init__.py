@@ -5,15 +5,9 @@ section's ``backend`` chooses one by name. Importing this package registers
 the backends without importing torch or transformers.
 """
 
+from ..lazy import public_names as _public_names
 from . import hf  # noqa: F401 -- registers the backend
 from .base import GENERATORS, Generator, cut_at_stop, render_prompt, stop_strings
 from .hf import HFGenerator
 
-__all__ = [
-    "GENERATORS",
-    "Generator",
-    "HFGenerator",
-    "cut_at_stop",
-    "render_prompt",
-    "stop_strings",
-]
+__all__ = _public_names(globals())

@@ -7,21 +7,6 @@ torch and transformers (several seconds), while ``zo-llm list`` only needs
 
 from __future__ import annotations
 
-from ..lazy import lazy_exports
+from ..lazy import lazy_sources
 
-#: Public name -> the submodule that defines it.
-_EXPORTS = {
-    "load_model": "loading",
-    "prepare_tokenizer": "loading",
-    "resolve_device": "loading",
-    "resolve_dtype": "loading",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__ = lazy_exports(__name__, _EXPORTS)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_sources(__name__, ("loading",))

@@ -25,6 +25,8 @@ from ..rundir import RunDir
 from .aliases import ALIASES, resolve_alias
 from .quantize import check_quantization, quantize_base
 
+__all__ = ["load_model", "prepare_tokenizer", "resolve_device", "resolve_dtype"]
+
 #: Files that hold a model's weights in a save_pretrained folder (any one will do).
 WEIGHT_FILES = (
     "model.safetensors",

@@ -2,6 +2,7 @@
 
 from ..candidates import Candidate, VectorCandidate
 from ..fitness import FITNESS
+from ..lazy import public_names as _public_names
 from .base import STRATEGIES, IncompatibleSpaceError, Strategy, StrategyConfig
 from .cma_es import CMAES, CMAESConfig
 from .es import ESConfig, OpenAIES
@@ -19,29 +20,4 @@ from .evotorch_searchers import (
 from .mezo import MeZO, MeZOConfig
 from .vector import VectorStrategy
 
-__all__ = [
-    "CEM",
-    "CMAES",
-    "ESSAM",
-    "PGPE",
-    "FITNESS",
-    "SNES",
-    "STRATEGIES",
-    "StrategyConfig",
-    "XNES",
-    "CEMConfig",
-    "CMAESConfig",
-    "Candidate",
-    "ESConfig",
-    "ESSAMConfig",
-    "IncompatibleSpaceError",
-    "MeZO",
-    "MeZOConfig",
-    "OpenAIES",
-    "PGPEConfig",
-    "SNESConfig",
-    "Strategy",
-    "VectorCandidate",
-    "VectorStrategy",
-    "XNESConfig",
-]
+__all__ = _public_names(globals())
