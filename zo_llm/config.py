@@ -242,7 +242,7 @@ class LoopSection:
                 f"{self.worker_gpus} >= 0"
             )
         if (self.workers > 1 or self.ray_address) and importlib.util.find_spec("ray") is None:
-            raise ValueError("workers > 1 needs Ray: pip install ray")
+            raise ValueError("workers > 1 needs Ray: pip install 'zo-llm[ray]'")
         if not self.reward_timeout >= 0:
             raise ValueError(
                 f"reward_timeout={self.reward_timeout} must be >= 0 seconds (0: no limit)"
