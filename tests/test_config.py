@@ -262,3 +262,18 @@ def test_a_run_folder_of_zo_llm_0_2_reads_as_nested(tmp_path):
         4,
     )
     assert config.task.options.eval_size == 8 and config.output.checkpoint_every == 2
+
+
+@pytest.mark.parametrize(
+    ("fitness", "shaping"), [("mean", "zscore"), ("prompt_zscore", "prompt_zscore")]
+)
+def test_a_run_folder_with_loop_fitness_resumes_with_its_shaping(tmp_path, fitness, shaping):
+    """Before fitness shaping had one home, loop.fitness chose per-prompt z-scores."""
+    from zo_llm.rundir import RunDir
+
+    saved = run_config.resolve({"strategy": "es"}).to_dict()
+    saved["loop"]["fitness"] = fitness
+    del saved["strategy"]["shaping"]
+    (tmp_path / "run_config.json").write_text(json.dumps({"config": saved}))
+    config = run_config.resolve(RunDir(tmp_path).read_config())
+    assert config.strategy.options.shaping == shaping

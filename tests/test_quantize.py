@@ -9,10 +9,11 @@ import torch
 from conftest import tiny_model
 
 from zo_llm.cli import main
-from zo_llm.config import ModelSection, resolve
+from zo_llm.config import resolve
 from zo_llm.models.quantize import dense, is_quantized, quantize_base
 from zo_llm.parametrizations import LoraSpace, SVDConfig, SVDSpace
 from zo_llm.parametrizations.lora import ADAPTER_DIR
+from zo_llm.sections import ModelSection
 
 pytest.importorskip("torchao")
 

@@ -43,8 +43,9 @@ from typing import Any
 
 from . import config as run_config
 from .bench_report import plot, summarise, write_tables
-from .config import RunConfig, SpaceSection, StrategySection, TaskSection
+from .config import RunConfig
 from .rundir import RunDir
+from .sections import SpaceSection, StrategySection, TaskSection
 from .version import __version__
 
 #: Characters a label may use: it becomes part of a folder name.

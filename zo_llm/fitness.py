@@ -21,8 +21,9 @@ guarantees that every member has at least one finite reward before shaping
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -40,13 +41,19 @@ def _matrix(rewards: np.ndarray) -> np.ndarray:
 
 
 def member_means(per_prompt: np.ndarray) -> np.ndarray:
-    """Each member's mean finite reward (NaN for a member with none)."""
-    per_prompt = _matrix(per_prompt)
-    finite = np.isfinite(per_prompt)
-    counts = finite.sum(axis=1)
-    sums = np.where(finite, per_prompt, 0.0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    """Each member's mean finite reward (NaN for a member with none).
+
+    Summed in prompt order, one Python float at a time (numpy sums pairwise):
+    the last bits of a mean decide the last bits of the update, and these are
+    the bits the runs before this module computed.
+    """
+    return np.array([mean_finite(row) for row in _matrix(per_prompt).tolist()], dtype=np.float64)
+
+
+def mean_finite(values: Sequence[float]) -> float:
+    """Mean of the finite values, NaN when there are none."""
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
 
 
 def _standardised(values: np.ndarray) -> np.ndarray:

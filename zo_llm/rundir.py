@@ -140,13 +140,19 @@ class RunDir:
         """The saved config in the nested spelling, a layer for :func:`zo_llm.config.resolve`.
 
         Runs written before zo-llm 0.3 saved flat settings; they are nested here.
+        Runs that set ``loop.fitness`` (before fitness shaping had one home, the
+        strategy's ``shaping``) resume with the same numbers: ``prompt_zscore``
+        becomes the strategy's shaping, ``mean`` (the strategy's own) is dropped.
         """
         from .config import nest
 
         config = self.read_document()["config"]
-        if all(isinstance(value, dict) for value in config.values()):
-            return config
-        return nest(config, where=str(self.config_file))
+        if not all(isinstance(value, dict) for value in config.values()):
+            config = nest(config, where=str(self.config_file))
+        fitness = config.get("loop", {}).pop("fitness", "mean")
+        if fitness != "mean":
+            config.setdefault("strategy", {})["shaping"] = fitness
+        return config
 
     def made_by(self) -> str | None:
         """The zo-llm version that wrote the run."""

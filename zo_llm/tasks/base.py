@@ -11,13 +11,13 @@ by :meth:`DataTask.load_splits`.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
+from ..fitness import mean_finite
 from ..registry import Registry
 from . import loading
 from .loading import Example
@@ -189,12 +189,6 @@ def check_sizes(**sizes: int | None) -> None:
     for name, value in sizes.items():
         if value is not None and value < 1:
             raise ValueError(f"{name}={value} must be at least 1")
-
-
-def mean_finite(values: Sequence[float]) -> float:
-    """Mean of the finite values, NaN when there are none."""
-    finite = [v for v in values if math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else float("nan")
 
 
 def check_split(split: str) -> str:
