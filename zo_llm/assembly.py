@@ -118,12 +118,14 @@ def build_run(
             f"batch_size={config.loop.batch_size} exceeds the {len(train_examples)} "
             "training examples of the task; lower --batch-size or give the task more data"
         )
+    backend = GENERATORS.get(config.model.backend)
     if searching:
         space = space if space is not None else build_space(config.space.name, config.space.options)
         strategy_class = component_class("strategy", config.strategy.name)
         if strategy_class is not None:
             # a user's space too, before the model loads
             strategy_class.check_pairing(space, config.strategy.options)
+        backend.check_space(type(space))
         check_space_size(config, space, model)  # before loading: from the model's shapes
     if config.model.threads:
         torch.set_num_threads(config.model.threads)
@@ -131,18 +133,18 @@ def build_run(
         model, tokenizer = load_base(config)
     elif config.model.quantize and not holds_quantized(model):
         quantize_base(model, config.model.quantize)  # a passed model, in place, as a loaded one
-    evaluator_class = (
-        choose_evaluator(config.loop.evaluator, type(space)) if searching else Evaluator
-    )
+    evaluator_class = Evaluator
+    if searching:
+        hooks = backend.runs_forward_hooks
+        evaluator_class = choose_evaluator(config.loop.evaluator, type(space), hooks)
     rows = config.model.generation_batch_size or evaluator_class.default_rows(model.device)
     stop = stop_strings(config.model.stop, task)
-    generator = GENERATORS.get(config.model.backend).create(
-        model, tokenizer, config.model, rows, stop
-    )
+    generator = backend.create(model, tokenizer, config.model, rows, stop)
     scorer = RewardScorer(task, config.loop.reward_timeout or None)
     run = Run(config, model, tokenizer, task, train_examples, eval_examples, generator, scorer)
     if searching:
         space.bind(model)  # first: a strategy checks the bound space's size
+        space = generator.mirror(space)  # a backend's own weights move with the space
         run.space = space
         run.strategy = build_strategy(
             config.strategy.name, space, config.strategy.options, seed=config.loop.seed

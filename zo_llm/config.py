@@ -98,13 +98,16 @@ def check_run(config: RunConfig) -> None:
     """
     from .components import component_class
     from .evaluation import choose_evaluator
+    from .generation import GENERATORS
 
     strategy = component_class("strategy", config.strategy.name)
     space = component_class("space", config.space.name)
     if strategy is not None and space is not None:
         strategy.check_pairing(space, config.strategy.options)
+    backend = GENERATORS.get(config.model.backend)
     if space is not None:
-        choose_evaluator(config.loop.evaluator, space)
+        backend.check_space(space)
+        choose_evaluator(config.loop.evaluator, space, backend.runs_forward_hooks)
     quantize = config.model.quantize
     if quantize and space is not None:
         problem = space.quantized_base_problem(config.space.options)

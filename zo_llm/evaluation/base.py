@@ -58,6 +58,9 @@ class Evaluator(ABC):
     #: the run elsewhere.
     #: (Configs are typed ``Any`` here: the run config imports this module to check itself.)
     wrapper: ClassVar[bool] = False
+    #: Whether members run as terms added to the forward pass (the batched evaluator's way),
+    #: which needs a backend that runs it here (:attr:`Generator.runs_forward_hooks`).
+    needs_forward_hooks: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -159,14 +162,19 @@ def build_evaluator(
     return evaluator
 
 
-def choose_evaluator(name: str, space: type[Parametrization]) -> type[Evaluator]:
+def choose_evaluator(
+    name: str, space: type[Parametrization], hooks: bool = True
+) -> type[Evaluator]:
     """The evaluator class named ``name`` (or the preferred one for ``auto``) for ``space``.
+
+    ``hooks``: whether the generation backend runs the forward pass where a
+    space's hooks see it (:attr:`Generator.runs_forward_hooks`).
 
     Raises:
       ValueError: for an unknown name, a wrapper, or one that cannot run ``space``.
     """
     if name == AUTO:
-        fitting = [EVALUATORS.get(n) for n in _able(space)]
+        fitting = [EVALUATORS.get(n) for n in _able(space, hooks)]
         if not fitting:
             raise ValueError(f"no registered evaluator can run space {space.__name__}")
         return min(fitting, key=lambda cls: cls.preference)
@@ -174,20 +182,30 @@ def choose_evaluator(name: str, space: type[Parametrization]) -> type[Evaluator]
     if cls.wrapper:
         raise ValueError(
             f"evaluator {name!r} spreads another evaluator and is chosen by the run's settings "
-            f"(e.g. --workers 2), not by name; evaluators to name: {', '.join(_able(space))}"
+            f"(e.g. --workers 2), not by name; evaluators to name: {', '.join(_able(space, hooks))}"
+        )
+    if cls.needs_forward_hooks and not hooks:
+        raise ValueError(
+            f"evaluator {name!r} adds each member's terms to the forward pass, which the "
+            f"generation backend runs elsewhere; evaluators that can: "
+            f'{", ".join(_able(space, hooks))} (or evaluator = "auto")'
         )
     if not cls.supports(space):
         raise ValueError(
             f"evaluator {name!r} cannot run space {space.__name__}; evaluators that can: "
-            f'{", ".join(_able(space))} (or evaluator = "auto")'
+            f'{", ".join(_able(space, hooks))} (or evaluator = "auto")'
         )
     return cls
 
 
-def _able(space: type[Parametrization]) -> list[str]:
-    """The registered evaluators (not wrappers) that can run ``space``."""
+def _able(space: type[Parametrization], hooks: bool = True) -> list[str]:
+    """The registered evaluators (not wrappers) that can run ``space`` (with ``hooks``)."""
     found = [(n, EVALUATORS.get(n)) for n in EVALUATORS.names()]
-    return [n for n, cls in found if not cls.wrapper and cls.supports(space)]
+    return [
+        n
+        for n, cls in found
+        if not cls.wrapper and cls.supports(space) and (hooks or not cls.needs_forward_hooks)
+    ]
 
 
 def score(

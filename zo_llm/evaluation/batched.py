@@ -31,6 +31,7 @@ class BatchedEvaluator(Evaluator):
     """Scores all members at once, each as rows of one batched generation over shared weights."""
 
     preference = 10  # tried before the sequential evaluator where the space supports it
+    needs_forward_hooks = True
 
     @classmethod
     def supports(cls, space: type[Parametrization]) -> bool:

@@ -6,7 +6,7 @@ the backends without importing torch or transformers.
 """
 
 from ..lazy import public_names as _public_names
-from . import hf  # noqa: F401 -- registers the backend
+from . import hf, vllm  # noqa: F401 -- register the backends (vllm imports vLLM when used)
 from .base import GENERATORS, Generator, cut_at_stop, render_prompt, stop_strings
 from .hf import HFGenerator
 

@@ -50,6 +50,15 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> str:
     return text[: min(ends)] if ends else text
 
 
+def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt]) -> list[list[int]]:
+    """Token ids of each prompt (chat-rendered prompts get no extra special tokens)."""
+    encoded = []
+    for prompt in prompts:
+        text, rendered = render_prompt(tokenizer, prompt)
+        encoded.append(tokenizer(text, add_special_tokens=not rendered)["input_ids"])
+    return encoded
+
+
 def render_prompt(tokenizer: Any, prompt: Prompt) -> tuple[str, bool]:
     """Prompt text and whether it is already chat-rendered (special tokens included).
 
@@ -78,8 +87,21 @@ class Generator(ABC):
     """
 
     name: ClassVar[str] = "generator"  # set by the registry
+    #: Whether the model's forward runs in this process, where a space's hooks see it
+    #: (the batched evaluator adds each member's terms there).
+    runs_forward_hooks: ClassVar[bool] = True
     stop: tuple[str, ...] = ()
     _progress: Progress | None = None
+
+    @classmethod
+    def check_space(cls, space: type) -> None:
+        """Refuses a space class this backend cannot move, before the model loads."""
+        del space
+
+    def mirror(self, space: Any) -> Any:
+        """The space the run uses: ``space`` itself, or one that also moves the backend's own
+        copy of the weights (an engine's)."""
+        return space
 
     @classmethod
     @abstractmethod

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..lazy import no_grad, torch
 from ..tasks.base import Prompt
-from .base import GENERATORS, AroundBatch, Generator, cut_at_stop, render_prompt
+from .base import GENERATORS, AroundBatch, Generator, cut_at_stop, encode_prompts, render_prompt
 
 
 @GENERATORS.register("hf")
@@ -73,11 +73,7 @@ class HFGenerator(Generator):
 
     def prepare(self, prompts: Sequence[Prompt]) -> list[list[int]]:
         """Token ids of each prompt (chat-rendered prompts get no extra special tokens)."""
-        encoded = []
-        for prompt in prompts:
-            text, rendered = self.render(prompt)
-            encoded.append(self.tokenizer(text, add_special_tokens=not rendered)["input_ids"])
-        return encoded
+        return encode_prompts(self.tokenizer, prompts)
 
     def sample(self, prepared: list[list[int]], temperature: float, seed: int) -> list[str]:
         """Sampled completions; the seeding happens inside :func:`torch.random.fork_rng`, so the

@@ -37,6 +37,9 @@ class Parametrization(ABC):
 
     config_class: ClassVar[type] = ParametrizationConfig
     kinds: ClassVar[frozenset[str]] = frozenset()
+    #: Whether members and steps are written into the model's own weights (not adapters or
+    #: hooks): then a backend holding its own copy of the weights can move them too.
+    moves_weights_in_place: ClassVar[bool] = False
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.config_class()

@@ -112,6 +112,7 @@ class FullWeights(Parametrization):
 
     config_class = FullConfig
     kinds = frozenset({SEEDED})
+    moves_weights_in_place = True
 
     def __init__(self, config: FullConfig | None = None) -> None:
         super().__init__(config)

