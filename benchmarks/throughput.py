@@ -19,6 +19,13 @@ measures how often fp32 round-off of the batched forward changes a greedy token.
 
     python benchmarks/throughput.py --quick                     # zo-tiny, seconds
     python benchmarks/throughput.py --model /path/to/smollm2    # 8x32 and 16x4, N = 30
+    python benchmarks/throughput.py --model /path/to/smollm2 --shapes 8x32 \
+        --configs full:sequential,full:sequential:vllm,lowrank:batched,lowrank:sequential:vllm
+
+A third field of a row names the generation backend (``hf`` by default): a
+``vllm`` row is divided by vLLM's own plain generation of the minibatch, by
+the ``hf`` row of the same space, and its completions are compared with the
+``hf`` sequential row's (the same candidates on the same prompts).
 
 Run alone on a quiet machine: the numbers are wall-clock times.
 """
@@ -59,7 +66,9 @@ def peak_rss_mb() -> float:
 # --- one measurement, in its own process ------------------------------------------------
 
 
-def experiment(job: dict[str, Any], space: str, evaluator: str, seen: list[str] | None = None):
+def experiment(
+    job: dict[str, Any], space: str, evaluator: str, seen: list[str] | None = None
+) -> Any:
     """The run of one table row; ``seen`` collects every scored completion, in order."""
     import torch
 
@@ -80,6 +89,7 @@ def experiment(job: dict[str, Any], space: str, evaluator: str, seen: list[str] 
         "eval_every": 0,
         "progress": False,
         "reward_timeout": 0,  # rewards in this process: ``seen`` records the completions
+        "backend": job.get("backend", "hf"),
         **ES,
     }
     return zo_llm.Experiment(zo_llm.resolve(settings), task=task)
@@ -231,7 +241,7 @@ def agreement(first: list[str], second: list[str]) -> float:
 
 
 def shape_table(
-    base: dict[str, Any], prompts: int, tokens: int, configs: list[tuple[str, str]]
+    base: dict[str, Any], prompts: int, tokens: int, configs: list[tuple[str, str, str]]
 ) -> None:
     job = {**base, "prompts": prompts, "tokens": tokens}
     population = job["population"]
@@ -248,7 +258,7 @@ def shape_table(
         f"reference loop: {reference['seconds']:.1f} s per iteration "
         f"({reference['seconds'] / population / pure['seconds']:.2f} x pure per member)"
     )
-    if any(space == "full" for space, _ in configs):
+    if any(space == "full" for space, _, _ in configs):
         draw = run_job({**job, "kind": "noise"})["seconds"]
         print(
             f"one draw of the `full` noise: {draw:.2f} s; floor of a sequential `full` "
@@ -258,27 +268,42 @@ def shape_table(
         "\nprofile: generation = every generate call (member terms included), "
         "weights = perturb, restore and update, as shares of the step\n"
     )
+    engines = {"hf": pure}
+    for backend in sorted({backend for _, _, backend in configs} - {"hf"}):
+        engines[backend] = run_job({**job, "kind": "plain-eval", "backend": backend})
+        print(
+            f"pure generation of the minibatch on {backend}: {engines[backend]['seconds']:.2f} s "
+            f"({engines[backend]['seconds'] / pure['seconds']:.2f} x hf; "
+            f"{engines[backend]['rss']:.0f} MB)"
+        )
     print(
-        "| space | evaluator | s per member | / pure generation | / batched limit "
-        "| rows/s / plain batched | iteration / reference | peak RSS / plain "
-        "| batched rows = sequential | generation | weights |"
+        "\n| space | evaluator | backend | s per member | / pure generation (its backend) "
+        "| / batched limit | / hf, same space | iteration / reference | peak RSS / plain "
+        "| rows = hf sequential | generation | weights |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     sequential: dict[str, list[str]] = {}
-    for space, evaluator in configs:
-        step = run_job({**job, "kind": "step", "space": space, "evaluator": evaluator})
+    on_hf: dict[str, float] = {}
+    for space, evaluator, backend in configs:
+        step = run_job(
+            {**job, "kind": "step", "space": space, "evaluator": evaluator, "backend": backend}
+        )
         per_member = step["seconds"] / population
-        plain = pure if evaluator == "sequential" else limit
-        if evaluator == "sequential":
+        plain = engines[backend] if evaluator == "sequential" else limit
+        if backend == "hf":
+            on_hf[space] = per_member
+        if evaluator == "sequential" and backend == "hf":
             sequential[space] = step["completions"]
             agree = "-"
         elif space in sequential:
             agree = f"{agreement(step['completions'], sequential[space]):.1%}"
         else:
-            agree = "(no sequential run)"
+            agree = "(no hf sequential run)"
+        versus_hf = f"{per_member / on_hf[space]:.2f}" if space in on_hf else "-"
         print(
-            f"| {space} | {evaluator} | {per_member:.2f} | {per_member / pure['seconds']:.2f} "
-            f"| {per_member / limit_per_member:.2f} | {limit['seconds'] / step['seconds']:.2f} "
+            f"| {space} | {evaluator} | {backend} | {per_member:.2f} "
+            f"| {per_member / engines[backend]['seconds']:.2f} "
+            f"| {per_member / limit_per_member:.2f} | {versus_hf} "
             f"| {step['seconds'] / reference['seconds']:.2f} | {step['rss'] / plain['rss']:.2f} "
             f"| {agree} | {step['generation'] / step['seconds']:.0%} "
             f"| {step['weights'] / step['seconds']:.0%} |",
@@ -295,7 +320,7 @@ def main() -> None:
     parser.add_argument(
         "--configs",
         default=",".join(f"{space}:{evaluator}" for space, evaluator in CONFIGS),
-        help="SPACE:EVALUATOR rows of the table, comma list",
+        help="SPACE:EVALUATOR[:BACKEND] rows of the table, comma list (backend: hf or vllm)",
     )
     parser.add_argument("--quick", action="store_true", help="zo-tiny, 4x8, N = 6: a smoke run")
     parser.add_argument("--job", help=argparse.SUPPRESS)  # one measurement (a child process)
@@ -308,7 +333,7 @@ def main() -> None:
     base = {"model": args.model, "population": args.population, "threads": args.threads}
     print(f"{args.model}, fp32, {args.threads} threads, ES sigma {ES['sigma']}; "
           "each cell one iteration in a fresh process after a warm-up generation")  # fmt: skip
-    configs = [tuple(entry.split(":")) for entry in args.configs.split(",")]
+    configs = [(*entry.split(":"), "hf")[:3] for entry in args.configs.split(",")]
     for shape in args.shapes.split(","):
         prompts, tokens = (int(part) for part in shape.split("x"))
         shape_table(base, prompts, tokens, configs)

@@ -4,6 +4,7 @@ exactly, the same numbers as the hf backend on zo-tiny, resumable, and refusals 
 from __future__ import annotations
 
 import builtins
+import json
 
 import pytest
 import torch
@@ -86,6 +87,10 @@ def test_the_engine_generates_what_the_hf_backend_generates():
 def test_a_run_trains_on_vllm_as_on_hf_and_resumes_bit_identically(tmp_path):
     whole = zo_llm.train(**SETTINGS, iterations=3, backend="vllm", out=str(tmp_path / "whole"))
     assert type(whole.generator).__name__ == "VLLMGenerator"
+    import vllm
+
+    document = json.loads((tmp_path / "whole" / "run_config.json").read_text())
+    assert document["versions"]["vllm"] == vllm.__version__
     hf = zo_llm.train(**SETTINGS, iterations=3, backend="hf")
     differing = [
         (a["type"], a["iteration"], a.get("reward_mean", a.get("accuracy")))
@@ -116,13 +121,18 @@ def test_what_the_engine_cannot_run_is_refused_before_any_model_loads(settings, 
         zo_llm.resolve({**SETTINGS, "backend": "vllm", **settings})
 
 
-def test_auto_picks_the_sequential_evaluator_on_vllm():
-    config = zo_llm.resolve({**SETTINGS, "space": "lowrank", "backend": "vllm"})
+def test_auto_picks_the_sequential_evaluator_and_the_run_keeps_its_threads():
+    before = torch.get_num_threads()
+    config = zo_llm.resolve({**SETTINGS, "space": "lowrank", "backend": "vllm", "threads": 1})
     run = build_run(config, purpose="replica")
     try:
         assert run.evaluator.name == "sequential"
+        assert torch.get_num_threads() == 1  # --threads, not vLLM's binding
+        torch.set_num_threads(2)  # vLLM's CPU worker had made this a no-op
+        assert torch.get_num_threads() == 2
     finally:
         run.close()
+        torch.set_num_threads(before)
 
 
 def test_a_cuda_built_torchvision_is_named_with_the_fix(monkeypatch):
@@ -138,3 +148,11 @@ def test_a_cuda_built_torchvision_is_named_with_the_fix(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", broken)
     with pytest.raises(ValueError, match="pip uninstall -y .*torchvision"):
         import_vllm()
+
+
+def test_two_ray_workers_each_with_an_engine_give_the_numbers_of_one_process():
+    pytest.importorskip("ray")
+    settings = {**SETTINGS, "backend": "vllm", "iterations": 2, "eval_every": 0, "threads": 1}
+    alone = zo_llm.train(**settings)
+    spread = zo_llm.train(**settings, workers=2)
+    assert run_numbers(spread.records) == run_numbers(alone.records)

@@ -122,10 +122,13 @@ class RunDir:
 
     # --- config -----------------------------------------------------------
 
-    def write_config(self, config: RunConfig) -> None:
-        """Writes ``run_config.json`` atomically: the config in full and who wrote it."""
+    def write_config(self, config: RunConfig, versions: dict[str, str] | None = None) -> None:
+        """Writes ``run_config.json`` atomically: the config in full and who wrote it
+        (zo-llm's version, and ``versions`` of what generated: ``{"vllm": "0.32.0"}``)."""
         self.path.mkdir(parents=True, exist_ok=True)
         document = {"zo_llm_version": __version__, "config": config.to_dict()}
+        if versions:
+            document["versions"] = versions
         _atomic_write_text(self.config_file, json.dumps(document, indent=2))
 
     def read_document(self) -> dict[str, Any]:

@@ -236,7 +236,7 @@ class Experiment:
                     f"(--resume {self.rundir.path}) or choose another --out"
                 )
             self.rundir.clean_stale()
-            self.rundir.write_config(self.config)
+            self.rundir.write_config(self.config, self.generator.versions())
         self.records = []
         self.stop_requested = None
         try:

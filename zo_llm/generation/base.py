@@ -168,6 +168,10 @@ class Generator(ABC):
         if self._progress is not None:
             self._progress(rows)
 
+    def versions(self) -> dict[str, str]:
+        """The versions of what this backend generates with, recorded in the run folder."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 -- a backend that holds nothing releases nothing
         """Releases what the backend holds (engines, worker processes); nothing for HF."""
 

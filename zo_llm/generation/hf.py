@@ -71,6 +71,11 @@ class HFGenerator(Generator):
     def render(self, prompt: Prompt) -> tuple[str, bool]:
         return render_prompt(self.tokenizer, prompt)
 
+    def versions(self) -> dict[str, str]:
+        import transformers
+
+        return {"torch": torch.__version__, "transformers": transformers.__version__}
+
     def prepare(self, prompts: Sequence[Prompt]) -> list[list[int]]:
         """Token ids of each prompt (chat-rendered prompts get no extra special tokens)."""
         return encode_prompts(self.tokenizer, prompts)

@@ -27,7 +27,6 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
-from ..lazy import torch
 from ..tasks.base import Prompt
 from .base import GENERATORS, AroundBatch, Generator, encode_prompts, render_prompt
 
@@ -97,24 +96,41 @@ class VLLMGenerator(Generator):
                 "id or folder) rather than a model object"
             )
         vllm = import_vllm()
+        import torch
+
         from ..models.aliases import resolve_alias
 
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GIB))
-        threads = torch.get_num_threads()
-        llm = vllm.LLM(
-            model=resolve_alias(settings.name),
-            dtype=settings.dtype,
-            seed=0,
-            enforce_eager=True,
-            max_num_seqs=rows,
-            worker_extension_cls="zo_llm.generation.vllm_worker.ZoWorker",
-        )
-        torch.set_num_threads(threads)  # the engine binds its own; the run's stay the run's
+        # the CPU build: the run's torch threads (--threads), not a binding to every core
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+        set_num_threads = torch.set_num_threads
+        try:
+            llm = vllm.LLM(
+                model=resolve_alias(settings.name),
+                dtype=settings.dtype,
+                seed=0,
+                enforce_eager=True,
+                max_num_seqs=rows,
+                worker_extension_cls="zo_llm.generation.vllm_worker.ZoWorker",
+            )
+        finally:  # its CPU worker makes set_num_threads a no-op for the whole process
+            torch.set_num_threads = set_num_threads
         return cls(llm, model, tokenizer, settings.max_new_tokens, stop)
 
     def render(self, prompt: Prompt) -> tuple[str, bool]:
         return render_prompt(self.tokenizer, prompt)
+
+    def versions(self) -> dict[str, str]:
+        import torch
+        import transformers
+        import vllm
+
+        return {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "vllm": vllm.__version__,
+        }
 
     def prepare(self, prompts: Sequence[Prompt]) -> list[list[int]]:
         return encode_prompts(self.tokenizer, prompts)
