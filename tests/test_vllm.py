@@ -156,3 +156,15 @@ def test_two_ray_workers_each_with_an_engine_give_the_numbers_of_one_process():
     alone = zo_llm.train(**settings)
     spread = zo_llm.train(**settings, workers=2)
     assert run_numbers(spread.records) == run_numbers(alone.records)
+
+
+def test_the_engine_starts_after_numba_is_loaded():
+    """vLLM 0.32's kernel scan trips on llvmlite's wrappers (numba, loaded by evotorch)."""
+    pytest.importorskip("llvmlite.binding")
+    import llvmlite.binding  # noqa: F401 -- what evotorch's numba brings
+
+    run = build_run(zo_llm.resolve({**SETTINGS, "backend": "vllm"}), purpose="replica")
+    try:
+        assert run.generator.generate(run.generator.prepare(["1 + 1 ="]))
+    finally:
+        run.close()

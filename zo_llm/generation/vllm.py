@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -106,14 +107,15 @@ class VLLMGenerator(Generator):
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         set_num_threads = torch.set_num_threads
         try:
-            llm = vllm.LLM(
-                model=resolve_alias(settings.name),
-                dtype=settings.dtype,
-                seed=0,
-                enforce_eager=True,
-                max_num_seqs=rows,
-                worker_extension_cls="zo_llm.generation.vllm_worker.ZoWorker",
-            )
+            with _hidden_from_kernel_scan():
+                llm = vllm.LLM(
+                    model=resolve_alias(settings.name),
+                    dtype=settings.dtype,
+                    seed=0,
+                    enforce_eager=True,
+                    max_num_seqs=rows,
+                    worker_extension_cls="zo_llm.generation.vllm_worker.ZoWorker",
+                )
         finally:  # its CPU worker makes set_num_threads a no-op for the whole process
             torch.set_num_threads = set_num_threads
         return cls(llm, model, tokenizer, settings.max_new_tokens, stop)
@@ -197,6 +199,34 @@ class VLLMGenerator(Generator):
 @contextlib.contextmanager
 def _nothing() -> Iterator[None]:
     yield
+
+
+@contextlib.contextmanager
+def _hidden_from_kernel_scan() -> Iterator[None]:
+    """Modules that break vLLM's kernel scan, out of ``sys.modules`` while the engine starts.
+
+    Why: vLLM 0.32's CPU build rebinds its kernels by reading ``vars(value).get``
+    for every value of every loaded module; llvmlite's ctypes wrappers (loaded
+    with numba, e.g. by evotorch) make that raise, and the engine fails to start.
+    """
+    hidden = {name: module for name, module in list(sys.modules.items()) if _breaks_scan(module)}
+    for name in hidden:
+        del sys.modules[name]
+    try:
+        yield
+    finally:
+        sys.modules.update(hidden)
+
+
+def _breaks_scan(module: Any) -> bool:
+    namespace = getattr(module, "__dict__", None)
+    for value in list(namespace.values()) if isinstance(namespace, dict) else ():
+        try:
+            if hasattr(value, "__dict__"):
+                vars(value).get("kernel")
+        except Exception:  # noqa: BLE001 -- whatever vLLM's scan would trip on
+            return True
+    return False
 
 
 class EngineSpace:
