@@ -168,3 +168,14 @@ def test_the_engine_starts_after_numba_is_loaded():
         assert run.generator.generate(run.generator.prepare(["1 + 1 ="]))
     finally:
         run.close()
+
+
+def test_zo_llm_eval_scores_with_the_engine_as_with_hf(capsys):
+    from zo_llm.cli import main
+
+    reports = {}
+    for backend in ("hf", "vllm"):
+        args = ["eval", "--model", "zo-tiny", "--eval-size", "16", "--backend", backend]
+        assert main(args) == 0
+        reports[backend] = json.loads(capsys.readouterr().out)
+    assert reports["vllm"]["accuracy"] == pytest.approx(reports["hf"]["accuracy"], abs=0.13)

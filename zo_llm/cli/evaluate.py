@@ -31,6 +31,7 @@ EVAL_SETTINGS = (
     "dtype",
     "device",
     "quantize",
+    "backend",
     "threads",
     "max_new_tokens",
     "stop",
