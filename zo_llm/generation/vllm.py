@@ -44,6 +44,9 @@ def import_vllm() -> Any:
       ValueError: vLLM is missing, or a CUDA build of torchvision/torchaudio/
         torchcodec beside the CPU torch breaks its import.
     """
+    # stdout is the run's (zo-llm eval prints JSON there): vLLM logs warnings, to stderr
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     try:
         import vllm
     except ImportError as error:
