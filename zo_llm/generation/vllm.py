@@ -116,7 +116,8 @@ class VLLMGenerator(Generator):
                     dtype=settings.dtype,
                     seed=0,
                     enforce_eager=True,
-                    max_num_seqs=rows,
+                    # its scheduler batches rows itself; a set --generation-batch-size caps it
+                    **({"max_num_seqs": rows} if settings.generation_batch_size else {}),
                     worker_extension_cls="zo_llm.generation.vllm_worker.ZoWorker",
                 )
         finally:  # its CPU worker makes set_num_threads a no-op for the whole process
