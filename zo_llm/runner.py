@@ -35,6 +35,7 @@ from .config import RESUMABLE, RunConfig, flatten, resolve
 from .errors import RunInterrupted, TrainingDiverged, signals_interrupt
 from .hooks import BestModel, Checkpointing, HeldoutEvaluation, Hook, Record, as_hook
 from .iteration import run_iteration
+from .lazy import torch
 from .logging import MetricsFile, ProgressBar, TensorBoard, Wandb
 from .memory import peak_memory_mb
 from .rundir import RunDir
@@ -123,7 +124,7 @@ class Experiment:
         """One line on what the run does: model, space and its size, strategy, evaluation."""
         config = self.config
         parameters = sum(p.numel() for p in self.model.parameters())
-        threads = torch_threads()
+        threads = torch.get_num_threads()
         dtype = config.model.dtype
         if config.model.quantize:
             dtype = f"{config.model.quantize} base, {dtype} activations and adapter"
@@ -304,12 +305,6 @@ class Experiment:
                 "(an alias, hub id or folder) rather than a model object"
             )
         return load_base(self.config)[0]
-
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def train(
