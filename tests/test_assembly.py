@@ -30,7 +30,7 @@ class FixedGenerator(Generator):
         self.model, self.stop, self.generated = model, tuple(stop), 0
 
     @classmethod
-    def create(cls, model, tokenizer, settings, rows, stop):
+    def create(cls, model, tokenizer, settings, rows, stop, prompts=()):
         generator = cls(model, stop)
         cls.built.append(generator)
         return generator

@@ -139,7 +139,8 @@ def build_run(
         evaluator_class = choose_evaluator(config.loop.evaluator, type(space), hooks)
     rows = config.model.generation_batch_size or evaluator_class.default_rows(model.device)
     stop = stop_strings(config.model.stop, task)
-    generator = backend.create(model, tokenizer, config.model, rows, stop)
+    prompts = [task.prompt(example) for example in train_examples + eval_examples]
+    generator = backend.create(model, tokenizer, config.model, rows, stop, prompts)
     scorer = RewardScorer(task, config.loop.reward_timeout or None)
     run = Run(config, model, tokenizer, task, train_examples, eval_examples, generator, scorer)
     if searching:

@@ -88,19 +88,69 @@ class ModelSection:
         ),
     )
 
+    max_model_len: int | None = field(
+        default=None,
+        metadata=_help(
+            "vllm: the longest sequence the engine holds, prompt and completion (None: the "
+            "task's longest prompt + max_new_tokens)"
+        ),
+    )
+    kv_cache_gib: float | None = field(
+        default=None,
+        metadata=_help(
+            "vllm: KV cache in GiB (None: sized from the run, its largest prompt set, up to "
+            "256 sequences, at max_model_len each)"
+        ),
+    )
+    prefix_caching: bool | None = field(
+        default=None,
+        metadata=_help(
+            "vllm: reuse the KV of shared prompt prefixes (None: vLLM's default, on; the cache "
+            "is reset whenever the weights move)"
+        ),
+    )
+    gpu_memory_utilization: float | None = field(
+        default=None,
+        metadata=_help(
+            "vllm: the share of the device's memory the engine takes, weights and KV cache "
+            "(the CPU build: of the machine's), instead of kv_cache_gib (None: the KV cache as "
+            "kv_cache_gib says; the rest stays free for the driver's copy of the model)"
+        ),
+    )
+
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; use one of: {', '.join(DTYPES)}")
         from .generation import GENERATORS
+        from .generation.base import ENGINE_SETTINGS
         from .models.quantize import check_quantization
 
-        GENERATORS.get(self.backend)  # an unknown name lists the known ones
+        backend = GENERATORS.get(self.backend)  # an unknown name lists the known ones
         check_quantization(self.quantize)
         at_least(self, 1, "max_new_tokens")
-        if self.generation_batch_size is not None:
-            at_least(self, 1, "generation_batch_size")
-        if self.threads is not None:
-            at_least(self, 1, "threads")
+        for name in ("generation_batch_size", "threads", "max_model_len"):
+            if getattr(self, name) is not None:
+                at_least(self, 1, name)
+        self._check_engine_settings(ENGINE_SETTINGS, backend.engine_settings)
+
+    def _check_engine_settings(self, names: tuple[str, ...], read: tuple[str, ...]) -> None:
+        for name in names:
+            if getattr(self, name) is not None and name not in read:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} is a setting of --backend vllm; "
+                    f"--backend {self.backend} has no engine to size: drop it or pass "
+                    "--backend vllm"
+                )
+        if self.kv_cache_gib is not None and not self.kv_cache_gib > 0:
+            raise ValueError(f"kv_cache_gib={self.kv_cache_gib!r} must be > 0 (GiB)")
+        utilization = self.gpu_memory_utilization
+        if utilization is not None and not 0 < utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization={utilization!r} must be in (0, 1]")
+        if utilization is not None and self.kv_cache_gib is not None:
+            raise ValueError(
+                "set kv_cache_gib or gpu_memory_utilization, not both: the first sizes the KV "
+                "cache itself, the second the engine's share of the GPU"
+            )
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 from ..registry import Registry
 from ..tasks.base import ChatPrompt, Prompt, Task
 
+#: Model settings only an engine reads; a backend lists those it does (engine_settings).
+ENGINE_SETTINGS = ("max_model_len", "kv_cache_gib", "prefix_caching", "gpu_memory_utilization")
 #: Called with the rows of each batch once it is generated (a progress bar's feed).
 Progress = Callable[[int], None]
 #: Entered around each batch of :meth:`Generator.generate_blocks` with the blocks it holds.
@@ -90,6 +92,9 @@ class Generator(ABC):
     #: Whether the model's forward runs in this process, where a space's hooks see it
     #: (the batched evaluator adds each member's terms there).
     runs_forward_hooks: ClassVar[bool] = True
+    #: The model section's engine settings (:data:`ENGINE_SETTINGS`) this
+    #: backend reads; the config refuses the others when set.
+    engine_settings: ClassVar[tuple[str, ...]] = ()
     stop: tuple[str, ...] = ()
     _progress: Progress | None = None
 
@@ -108,10 +113,17 @@ class Generator(ABC):
     @classmethod
     @abstractmethod
     def create(
-        cls, model: Any, tokenizer: Any, settings: Any, rows: int, stop: Sequence[str]
+        cls,
+        model: Any,
+        tokenizer: Any,
+        settings: Any,
+        rows: int,
+        stop: Sequence[str],
+        prompts: Sequence[Prompt] = (),
     ) -> Generator:
         """The backend for a run: its loaded model and tokenizer, the model section's
-        settings (``max_new_tokens``...), ``rows`` per forward batch and the stop strings."""
+        settings (``max_new_tokens``...), ``rows`` per forward batch, the stop strings and
+        every prompt the run generates from (an engine sizes its buffers from their lengths)."""
 
     @abstractmethod
     def render(self, prompt: Prompt) -> tuple[str, bool]:

@@ -64,7 +64,13 @@ class HFGenerator(Generator):
 
     @classmethod
     def create(
-        cls, model: Any, tokenizer: Any, settings: Any, rows: int, stop: Sequence[str]
+        cls,
+        model: Any,
+        tokenizer: Any,
+        settings: Any,
+        rows: int,
+        stop: Sequence[str],
+        prompts: Sequence[Prompt] = (),
     ) -> HFGenerator:
         return cls(model, tokenizer, settings.max_new_tokens, rows, stop=stop)
 

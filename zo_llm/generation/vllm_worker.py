@@ -115,6 +115,29 @@ def shadow_model(hf_config: Any, views: dict[str, torch.Tensor]) -> torch.nn.Mod
     return shadow
 
 
+class WeightDeltas:
+    """A hook or adapter space (``svd``, ``lora``) written into the engine's weights.
+
+    The engine runs its own forward pass, so a space's hooks never fire there;
+    instead each changed weight is set to ``base + delta``
+    (:meth:`~zo_llm.parametrizations.base.Parametrization.weight_deltas`) after
+    every move. The base weights are kept (a copy of each changed matrix), so a
+    zero change writes the base back bit for bit and a member's weights are the
+    same whatever came before it.
+    """
+
+    def __init__(self, space: Any) -> None:
+        self.space = space
+        self.base = {id(m): m.weight.detach().clone() for m, _ in space.weight_deltas()}
+
+    @torch.no_grad()
+    def write(self) -> None:
+        for module, delta in self.space.weight_deltas():
+            base = self.base[id(module)]
+            # out of place: base.float() is base itself when the weights are fp32
+            module.weight.copy_((base.float() + delta.to(base.device)).to(base.dtype))
+
+
 class ZoWorker:
     """Methods vLLM adds to its worker class (names prefixed: they must not clash with its own)."""
 
@@ -125,12 +148,16 @@ class ZoWorker:
         self.zo_model = model
         self.zo_space = space_class(config)
         self.zo_space.bind(shadow_model(hf_config, hf_views(model, hf_config)))
+        in_place = self.zo_space.moves_weights_in_place
+        self.zo_deltas = None if in_place else WeightDeltas(self.zo_space)
         return self.zo_space.dim
 
     def zo_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Calls ``method`` of the bound space, then packs the changed weights (CPU build)."""
         with torch.no_grad():
             result = getattr(self.zo_space, method)(*args, **kwargs)
+            if self.zo_deltas is not None:
+                self.zo_deltas.write()
         repack_cpu_weights(self.zo_model)
         return result
 

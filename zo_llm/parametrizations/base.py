@@ -40,6 +40,9 @@ class Parametrization(ABC):
     #: Whether members and steps are written into the model's own weights (not adapters or
     #: hooks): then a backend holding its own copy of the weights can move them too.
     moves_weights_in_place: ClassVar[bool] = False
+    #: Whether :meth:`weight_deltas` says what the space does as dense weight changes: then a
+    #: backend that cannot run its hooks or adapters writes ``base + delta`` instead.
+    has_weight_deltas: ClassVar[bool] = False
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.config_class()
@@ -217,6 +220,16 @@ class Parametrization(ABC):
         not grow (explicit factors or a vector), no snapshot is needed.
         """
         return None
+
+    def weight_deltas(self) -> list[tuple[torch.nn.Module, torch.Tensor]]:
+        """Each linear layer this space changes and its weight's change, fp32, as ``W``'s shape.
+
+        Why: a space that acts through forward hooks or adapters (``svd``,
+        ``lora``) cannot move the weights of an engine that runs its own forward
+        pass (vLLM); writing ``base + delta`` into each weight gives the same
+        model, up to round-off. Spaces with :attr:`has_weight_deltas` define it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not express itself as weights")
 
     def nonfinite(self) -> list[str]:
         """Names of the searched tensors holding an inf or NaN (the run stops on any).

@@ -99,6 +99,7 @@ class LoraSpace(DelegatingSpace):
 
     config_class = LoraSpaceConfig
     kinds = frozenset({SEEDED, VECTOR})
+    has_weight_deltas = True
 
     def __init__(self, config: LoraSpaceConfig | None = None) -> None:
         super().__init__(config)
@@ -255,6 +256,18 @@ class LoraSpace(DelegatingSpace):
             )
         )
         return stack
+
+    @no_grad
+    def weight_deltas(self) -> list[tuple[torch.nn.Module, torch.Tensor]]:
+        """``scaling * B @ A`` of every adapted layer, next to its base layer (fp32)."""
+        return [
+            (
+                layer.get_base_layer(),
+                layer.scaling[adapter]
+                * (layer.lora_B[adapter].weight.float() @ layer.lora_A[adapter].weight.float()),
+            )
+            for _, layer, adapter in self._adapted_layers()
+        ]
 
     def _adapted_layers(self) -> list[tuple[str, torch.nn.Module, str]]:
         """``(name, peft LoRA layer, adapter name)`` of every adapted layer, in model order."""

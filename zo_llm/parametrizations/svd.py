@@ -119,6 +119,7 @@ class SVDSpace(DelegatingSpace):
 
     config_class = SVDConfig
     kinds = frozenset({SEEDED, VECTOR})
+    has_weight_deltas = True
 
     def __init__(self, config: SVDConfig | None = None) -> None:
         super().__init__(config)
@@ -258,6 +259,9 @@ class SVDSpace(DelegatingSpace):
     def singular_values(self) -> dict[str, torch.Tensor]:
         """The current searched singular values ``s0 * (1 + v)`` of each matrix."""
         return {m.name: m.s0 * (1 + m.v.float()) for m in self._matrices}
+
+    def weight_deltas(self) -> list[tuple[torch.nn.Module, torch.Tensor]]:
+        return [(m.module, m.delta()) for m in self._matrices]
 
     # batched evaluation: each member block's offsets in the hooks already in place
 
