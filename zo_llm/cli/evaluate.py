@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import config as run_config
+from ..generation.base import ENGINE_SETTINGS
 from ..rundir import BEST_DIR, FINAL_DIR, RunDir
 from .flags import add_setting_flags, flags_layer
 from .train import toml_layer
@@ -36,6 +37,7 @@ EVAL_SETTINGS = (
     "max_new_tokens",
     "stop",
     "generation_batch_size",
+    *ENGINE_SETTINGS,
 )
 
 EPILOG = """\
