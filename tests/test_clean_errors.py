@@ -435,10 +435,11 @@ def test_eval_of_finite_weights_does_not_warn(capsys):
         "(1 + 2)\n* 3",  # a newline outside parentheses: the same rule
         "(1 +\r\n2)*3",
         "\n(1+2)*3\n",
-        "(1\u00a0+\u20032) * 3",  # Unicode spaces too
     ],
 )
-def test_countdown_ignores_any_whitespace_between_tokens(answer):
+def test_countdown_ignores_spaces_tabs_and_newlines_between_tokens(answer):
+    """Unicode spaces inside an answer make it invalid, as for the paper's grader
+    (tests/test_countdown.py)."""
     assert evaluate_equation(answer) == 9
     assert check_equation(answer, [1, 2, 3], 9)
 

@@ -481,3 +481,50 @@ def test_a_real_model_on_the_demo_defaults_is_pointed_at_a_recipe(flags, noted, 
     resolve_train_config(build_parser().parse_args(["train", *flags]))
     note = "start from a recipe" in capsys.readouterr().err
     assert note is noted
+
+
+# --- failing fast, logging to files ---------------------------------------------------
+
+REFUSALS = [
+    ["train", "--population", "0"],
+    ["train", "--model", "./no-such-folder"],
+    ["train", "--backend", "nope"],
+    ["train", "--resume", "no-such-run"],
+    ["train", "--resume", "no-such-run", "--seed", "3"],
+    ["eval", "--eval-size", "0"],
+    ["eval", "--model", "/no/such/model"],
+    ["bench", "--strategies", "es,nope", "--out", "bench-out"],
+]
+
+
+@pytest.mark.parametrize("argv", REFUSALS, ids=" ".join)
+def test_a_refusal_that_needs_no_model_loads_neither_torch_nor_transformers(argv, tmp_path):
+    """Counted, not timed: the heavy imports are what made refusals take seconds."""
+    probe = (
+        "import sys; from zo_llm.cli import main; code = main(sys.argv[1:]); "
+        "heavy = sorted(m for m in ('torch', 'transformers', 'vllm') if m in sys.modules); "
+        "print(code, ','.join(heavy) or 'none')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *argv], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.stdout.split() == ["2", "none"], done.stdout + done.stderr
+    assert done.stderr.count("error:") == 1 and "Traceback" not in done.stderr
+
+
+def test_a_run_logged_to_a_file_writes_a_line_per_iteration_and_evaluation(tmp_path):
+    argv = [sys.executable, "-m", "zo_llm", "train", "--iterations", "3", "--eval-every", "1"]
+    argv += ["--eval-size", "4", "--batch-size", "2", "--population", "2", "--max-new-tokens", "4"]
+    log = tmp_path / "run.log"
+    with log.open("w") as file:
+        done = subprocess.run([*argv, "--out", str(tmp_path / "a")], stdout=file, stderr=file)
+    assert done.returncode == 0, log.read_text()
+    text = log.read_text()
+    assert "\r" not in text  # no bar redrawn into the file
+    lines = text.splitlines()
+    assert [line.split(":")[0] for line in lines if line.startswith("iteration ")] == [
+        "iteration 1/3", "iteration 2/3", "iteration 3/3"
+    ]  # fmt: skip
+    assert sum(line.startswith("held-out at iteration") for line in lines) == 4  # 0, 1, 2, 3
+    quiet = subprocess.run([*argv, "--out", str(tmp_path / "b"), "--quiet"], capture_output=True)
+    assert quiet.returncode == 0 and quiet.stderr.decode().strip() == ""

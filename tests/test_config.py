@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import subprocess
 import sys
+import types
 
 import pytest
 from conftest import make_char_task, tiny_model
@@ -173,6 +175,40 @@ def test_wandb_logs_every_record_offline(tokenizer, tmp_path, monkeypatch):
     (logged,) = (run / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")
     data = logged.read_bytes()
     assert b"train/reward_mean" in data and b"eval/reward" in data
+
+
+def test_wandb_gets_each_record_once_when_a_crashed_run_resumes(tokenizer, tmp_path, monkeypatch):
+    """The records replayed after a resume (the same numbers) are not sent to W&B again."""
+    pytest.importorskip("wandb")  # the config checks it is installed; the test fakes it
+    logged = []
+
+    class FakeRun:
+        def log(self, values):
+            kinds = {key.split("/")[0] for key in values if "/" in key}
+            logged.append((values["iteration"], *kinds))
+
+        def finish(self):
+            pass
+
+    fake = types.ModuleType("wandb")
+    fake.__spec__ = importlib.machinery.ModuleSpec("wandb", None)  # found, as the check asks
+    fake.init = lambda **settings: FakeRun()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+
+    class Crash(zo_llm.Hook):
+        def on_record(self, run, record):
+            if record["type"] == "train" and record["iteration"] == 3:
+                raise RuntimeError("the machine went away")
+
+    run = tmp_path / "run"
+    settings = {"wandb_project": "p", "out": str(run), "eval_every": 2, "checkpoint_every": 2}
+    with pytest.raises(RuntimeError, match="went away"):
+        tiny_run(tokenizer, iterations=4, hooks=[Crash()], **settings)
+    assert logged[-1] == (3, "train")  # W&B got iteration 3; the checkpoint is at 2
+    zo_llm.resume(run, 4, model=tiny_model(len(tokenizer)), tokenizer=tokenizer,
+                  task=make_char_task())  # fmt: skip
+    assert logged == [(0, "eval"), (1, "train"), (2, "train"), (2, "eval"), (3, "train"),
+                      (4, "train"), (4, "eval")]  # fmt: skip
 
 
 def test_the_cli_and_the_registries_import_no_torch():

@@ -100,6 +100,22 @@ def test_check_equation_multiset():
     assert check_equation("1 / 3", [1, 3], 1 / 3)  # float target within tolerance
 
 
+@pytest.mark.parametrize(
+    ("answer", "valid"),
+    [
+        ("3 + 5", True),
+        ("3\t+\f5", True),  # Python's parser takes tabs and form feeds
+        ("(3\n+ 5)", True),
+        ("\u00a03 + 5\u2009", True),  # stripped at the ends, as the paper's grader strips
+        ("3\u00a0+\u00a05", False),  # no-break spaces: Python's parser (the paper's eval) refuses
+        ("3\u2009+ 5", False),  # a thin space
+        ("3\x0b+ 5", False),  # a vertical tab
+    ],
+)
+def test_whitespace_inside_an_answer_is_what_the_papers_grader_takes(answer, valid):
+    assert check_equation(answer, [3, 5], 8) is valid
+
+
 def test_format_score_and_extract_answer():
     assert format_score(wrap("1")) == 1.0
     assert format_score(wrap("1", "")) == pytest.approx(0.6)

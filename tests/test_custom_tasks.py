@@ -130,8 +130,15 @@ def test_build_task_resolves_files_and_imports(tmp_path, monkeypatch):
         build_task("my_tasks:not_a_task")
     with pytest.raises(ValueError, match="cannot import"):
         build_task("my_tasks:missing")
-    with pytest.raises(ValueError, match="options cannot be set"):
+    with pytest.raises(ValueError, match=r"options cannot be set \(x\) but eval_size and"):
         build_task("my_tasks:task", {"x": "1"})
+    # the split sizes apply to any task: an object, or a factory that does not take them
+    cut = build_task("my_tasks:task", {"eval_size": 1, "train_size": 2})
+    assert [len(cut.examples(split)) for split in ("train", "eval")] == [2, 1]
+    assert cut.reward(ROWS[6], f"so {ROWS[6]['answer']}") == 1.0 and cut.source == "my_tasks:task"
+    assert len(build_task("my_tasks:factory", {"eval_size": 3}).examples("eval")) == 3
+    with pytest.raises(ValueError, match="eval_size=0 must be at least 1"):
+        build_task("my_tasks:task", {"eval_size": 0})
     assert build_task("my_tasks:gsm", {"few_shot": 2}).config.few_shot == 2  # as recorded
 
 
@@ -149,7 +156,7 @@ def test_custom_tasks_from_the_cli_train_resume_and_eval(model_dir, tmp_path, mo
     for run, (name, extra) in enumerate(
         [
             (str(data), ["--task-opt", "reward=contains", "--task-opt", "train_size=6"]),
-            ("cli_tasks:task", []),
+            ("cli_tasks:task", ["--eval-size", "1"]),  # a task object takes the split sizes
             ("file", ["--data", str(data), "--task-opt", "reward=numeric"]),
         ]
     ):

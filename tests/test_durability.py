@@ -19,6 +19,7 @@ from conftest import make_char_task, run_numbers, tiny_model
 
 import zo_llm
 from zo_llm.cli import main
+from zo_llm.errors import RewardsFailed
 from zo_llm.runner import RunInterrupted, TrainingDiverged
 from zo_llm.tasks.base import Task
 
@@ -353,6 +354,88 @@ def test_rewards_in_process_without_a_limit_see_the_callers_state(tokenizer):
         strategy_options={"population": 2},
     )
     assert len(seen) == 2 * 4 + 2 * 16  # two members x 4 prompts, two held-out evaluations
+
+
+class BrokenReward(Task):
+    """A reward that works for its first ``works`` calls (in this process), then always fails."""
+
+    def __init__(self, failure: str, works: int = 0) -> None:
+        self.failure, self.works, self.calls = failure, works, 0
+
+    def examples(self, split):
+        return [{"text": f"{i}:", "i": i} for i in range(8)]
+
+    def prompt(self, example):
+        return example["text"]
+
+    def reward(self, example, completion):
+        self.calls += 1
+        if self.calls <= self.works:
+            return len(completion) / 10
+        if self.failure == "raises":
+            raise ValueError("no answer to parse")
+        if self.failure == "nan":
+            return float("nan")
+        time.sleep(3600)
+        return 0.0
+
+
+def train_broken(tokenizer, task, out, **settings):
+    return zo_llm.train(
+        model=tiny_model(len(tokenizer)),
+        tokenizer=tokenizer,
+        task=task,
+        out=str(out),
+        iterations=3,
+        batch_size=8,
+        max_new_tokens=4,
+        progress=False,
+        strategy_options={"population": 2},
+        **{"eval_every": 0, "reward_timeout": 0, **settings},
+    )
+
+
+@pytest.mark.parametrize(
+    ("failure", "message"),
+    [
+        ("raises", r"the last raised ValueError: no answer to parse on example"),
+        ("nan", r"the last returned nan on example"),
+    ],
+)
+def test_a_run_whose_every_reward_fails_stops_and_keeps_its_checkpoint(
+    tokenizer, tmp_path, failure, message
+):
+    out = tmp_path / "run"
+    task = BrokenReward(failure, works=8 + 2 * 8)  # the held-out set and iteration 1 score
+    with pytest.raises(RewardsFailed, match=message) as stopped:
+        train_broken(tokenizer, task, out)
+    said = str(stopped.value)
+    assert "every reward of iteration 2's members failed (16 of 16)" in said
+    assert f"(checkpoint of iteration 1 kept); once the reward works, continue with: zo-llm " \
+        f"train --resume {out}" in said  # fmt: skip
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["iteration"] == 1
+    assert not (out / "final").exists()  # no model that learnt nothing
+    assert task.calls == 8 + 4 * 8  # stopped at iteration 2: its members were not told
+
+
+def test_a_held_out_set_whose_every_reward_fails_stops_the_run(tokenizer, tmp_path):
+    with pytest.raises(RewardsFailed, match=r"every reward of the held-out evaluation failed"):
+        train_broken(tokenizer, BrokenReward("raises"), tmp_path / "run", eval_every=1)
+
+
+def test_a_reward_that_hangs_on_every_call_stops_after_the_timeouts_in_a_row(tokenizer, tmp_path):
+    with pytest.raises(RewardsFailed, match=r"3 reward calls in a row timed out \(each after 1 s"):
+        train_broken(tokenizer, BrokenReward("hangs"), tmp_path / "run", reward_timeout=1)
+    assert not multiprocessing.active_children()  # the hanging child was killed
+
+
+def test_a_run_stopped_by_its_rewards_is_one_line_from_the_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("zo_llm.tasks.countdown.CountdownTask.reward", lambda *a: float("nan"))
+    code = main(["train", "--out", str(tmp_path / "run"), "--iterations", "1", "--no-progress",
+                 "--eval-size", "4", "--reward-timeout", "0"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "zo-llm train: error: every reward of the held-out evaluation failed" in err
 
 
 # --- non-finite numbers ------------------------------------------------------------

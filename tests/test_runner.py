@@ -12,6 +12,7 @@ from conftest import make_char_task, run_numbers, tiny_model
 
 import zo_llm
 from zo_llm import Experiment
+from zo_llm.errors import RewardsFailed
 from zo_llm.runner import load_run_config
 from zo_llm.strategies import ESConfig
 
@@ -314,19 +315,20 @@ def test_es_improves_the_char_task(tokenizer):
 
 
 class FlakyCharTask(type(make_char_task())):
-    """The char task, but example i's reward raises if i % 3 == 0 and is NaN if i % 3 == 1."""
+    """The char task, but example i's reward raises if i % 4 == 0 and is NaN if i % 4 == 1
+    (never all of a minibatch here: a run whose every reward fails stops)."""
 
     @staticmethod
     def index(example) -> int:
         return int(example["text"].split()[0]) % 1000
 
     def failing(self, example) -> bool:
-        return self.index(example) % 3 in (0, 1)
+        return self.index(example) % 4 in (0, 1)
 
     def reward(self, example, completion):
-        if self.index(example) % 3 == 0:
+        if self.index(example) % 4 == 0:
             raise ZeroDivisionError("flaky reward")
-        if self.index(example) % 3 == 1:
+        if self.index(example) % 4 == 1:
             return float("nan")
         return super().reward(example, completion)
 
@@ -361,31 +363,13 @@ def test_flaky_rewards_are_counted_not_fatal(tokenizer, tmp_path):
         assert math.isfinite(record["reward"])
 
 
-def test_always_failing_reward_skips_every_round(tokenizer, tmp_path):
+def test_always_failing_reward_stops_the_run_before_anything_moves(tokenizer, tmp_path):
+    """Nothing to learn from: the run stops at its first iteration, its strategy never told."""
     run = tmp_path / "run"
-    population = CHAR_ES["population"]
-    experiment = train_char(tokenizer, run, task=BrokenTask(), iterations=3)
-
-    assert_same_weights(experiment.model, tiny_model(len(tokenizer)))  # nothing moved
-    train = of_type(zo_llm.read_metrics(run), "train")
-    assert len(train) == 3
-    for record in train:
-        assert record["invalid_members"] == population
-        assert record["reward_failures"] == population * FAST["batch_size"]
-        assert record["reward_mean"] is None  # NaN is written as null: standard JSON
-    assert math.isnan(of_type(experiment.records, "eval")[-1]["reward"])
-
-    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
-    assert checkpoint["iteration"] == 3
-    assert checkpoint["strategy"]["generation"] == 3  # skipped rounds still advance
-    assert checkpoint["space"]["history"] == []
-
-    # The checkpoint is usable: a resume continues from it.
-    resumed = zo_llm.resume(
-        run, iterations=4, model=tiny_model(len(tokenizer)), tokenizer=tokenizer, task=BrokenTask()
-    )
-    assert resumed.iteration == 4
-    assert [r["iteration"] for r in of_type(zo_llm.read_metrics(run), "train")] == [1, 2, 3, 4]
+    stopped = r"every reward of the held-out evaluation failed \(16 of 16\).*no iteration finished"
+    with pytest.raises(RewardsFailed, match=stopped):  # the held-out set is scored first
+        train_char(tokenizer, run, task=BrokenTask(), iterations=3, eval_every=0)
+    assert not (run / "checkpoint.pt").exists() and not (run / "final").exists()
 
 
 # --- bad input ----------------------------------------------------------------

@@ -141,7 +141,7 @@ def build_run(
     stop = stop_strings(config.model.stop, task)
     prompts = [task.prompt(example) for example in train_examples + eval_examples]
     generator = backend.create(model, tokenizer, config.model, rows, stop, prompts)
-    scorer = RewardScorer(task, config.loop.reward_timeout or None)
+    scorer = RewardScorer(task, config.loop.reward_timeout or None, config.loop.max_reward_timeouts)
     run = Run(config, model, tokenizer, task, train_examples, eval_examples, generator, scorer)
     if searching:
         space.bind(model)  # first: a strategy checks the bound space's size

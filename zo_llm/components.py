@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import os
 import sys
 import traceback
@@ -136,8 +137,50 @@ def user_code_error(what: str, error: Exception) -> ValueError:
 
 
 def _import_task(spec: str, options: dict[str, Any]) -> Task:
+    """The task a ``module:object`` names (a Task, a Task class or a factory), with the generic
+    split sizes it does not take itself applied around it (:class:`CutSplits`)."""
+    from .tasks.base import SPLIT_SIZES, CutSplits
+
+    target = _import_target(spec)
+    taken = _options_taken(target)
+    generic = {k for k in SPLIT_SIZES if k in options and k not in taken}
+    sizes = {k: _whole(spec, k, options[k]) for k in generic if options[k] is not None}
+    task = _make_task(spec, target, {k: v for k, v in options.items() if k not in generic})
+    return CutSplits(task, **sizes) if sizes else task
+
+
+def _whole(spec: str, name: str, value: Any) -> int:
+    """``value`` as an int (flags and TOML give strings), or an error naming it."""
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ValueError(f"task {spec!r}: {name}={value!r} must be a whole number") from None
+
+
+def _options_taken(target: Any) -> set[str]:
+    """The options ``target`` takes itself: a class's config fields, a factory's parameters
+    (a Task object is made: it takes none)."""
     from .tasks.base import Task
 
+    if isinstance(target, Task):
+        return set()
+    if isinstance(target, type) and issubclass(target, Task):
+        config = target.config_class
+        return (
+            {f.name for f in dataclasses.fields(config)}
+            if dataclasses.is_dataclass(config)
+            else set()
+        )
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):  # not introspectable: it takes what it is given
+        return set()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return {"train_size", "eval_size"}
+    return {p.name for p in parameters}
+
+
+def _import_target(spec: str) -> Any:
     module_name, _, attribute = spec.partition(":")
     if os.getcwd() not in sys.path and "" not in sys.path:  # `zo-llm` scripts lack the cwd
         sys.path.append(os.getcwd())
@@ -152,14 +195,21 @@ def _import_task(spec: str, options: dict[str, Any]) -> Task:
             f"task {spec!r}: cannot import {attribute!r} from {module_name!r} "
             f"({module.__file__}): it has no such name"
         )
-    target = getattr(module, attribute)
+    return getattr(module, attribute)
+
+
+def _make_task(spec: str, target: Any, options: dict[str, Any]) -> Task:
+    from .tasks.base import Task
+
     if isinstance(target, Task):
         # a resumed run passes back the object's own (recorded) options: those are fine
         own = dataclasses.asdict(target.config) if dataclasses.is_dataclass(target.config) else {}
         changed = sorted(k for k, v in options.items() if own.get(k, object()) != v)
         if changed:
             raise ValueError(
-                f"task {spec!r} is a Task object; its options cannot be set ({', '.join(changed)})"
+                f"task {spec!r} is a Task object; its options cannot be set ({', '.join(changed)}) "
+                "but eval_size and train_size: set the others where the object is made, or name "
+                "its class or a factory function as --task to pass them"
             )
         return target
     is_class = isinstance(target, type) and issubclass(target, Task)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunInterrupted", "TrainingDiverged"]
+__all__ = ["RewardsFailed", "RunInterrupted", "TrainingDiverged"]
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -50,6 +50,15 @@ class TrainingDiverged(RuntimeError):
             f"without saving a model{kept}. Lower --lr (or --sigma) and start again"
         )
         self.iteration, self.tensors = iteration, tensors
+
+
+class RewardsFailed(ValueError):
+    """Every reward of an evaluation failed, or reward calls kept timing out: nothing to learn.
+
+    A ``ValueError``: the reward is the user's code, so the CLI prints one line
+    (no traceback). A run that raises it keeps its last checkpoint and says how
+    to continue once the reward is fixed.
+    """
 
 
 class _Terminated(KeyboardInterrupt):

@@ -74,14 +74,17 @@ class Wandb(Hook):
 
     The W&B run's id is kept in the run folder (``wandb_id``), so a resumed
     run continues the same W&B run; its files go to the run folder's
-    ``wandb/``. ``WANDB_MODE=offline`` logs without a network. Unlike
-    ``metrics.jsonl``, W&B cannot forget the steps logged after the checkpoint
-    a run resumes from: they are logged again (W&B shows the later values).
+    ``wandb/``. ``WANDB_MODE=offline`` logs without a network. W&B cannot
+    forget the records it got after the checkpoint a run resumes from, so the
+    folder counts the records sent (``wandb_sent``) and a resumed run sends
+    only the later ones: the replayed ones are the same numbers (resume is
+    exact), so W&B's steps continue without repeats.
     """
 
     def __init__(self, project: str) -> None:
         self.project = project
         self._run = None
+        self._sent = 0
 
     def on_start(self, run: RunView) -> None:
         import wandb  # present: the run config checked it before the model loaded
@@ -89,6 +92,8 @@ class Wandb(Hook):
         id_file = run.rundir.wandb_id_file
         run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
         id_file.write_text(run_id)
+        sent_file = run.rundir.wandb_sent_file
+        self._sent = int(sent_file.read_text()) if sent_file.exists() else 0
         self._run = wandb.init(
             project=self.project,
             id=run_id,
@@ -99,9 +104,13 @@ class Wandb(Hook):
         )
 
     def on_record(self, run: RunView, record: Record) -> None:
+        if run.logged_lines <= self._sent:  # replayed after a resume: W&B has it already
+            return
         kind = record.get("type", "run")
         values = {f"{kind}/{key}": value for key, value in _scalars(record)}
         self._run.log(values | {"iteration": int(record.get("iteration", 0))})
+        self._sent = run.logged_lines
+        run.rundir.wandb_sent_file.write_text(str(self._sent))
 
     def close(self, run: RunView) -> None:
         if self._run is not None:
@@ -117,16 +126,25 @@ class ProgressBar(Hook):
     caught in seconds; the bar then shows the members done in the current
     iteration (or the prompts of a held-out evaluation), the latest mean reward
     and the latest held-out metric, and each held-out evaluation gets a line.
+
+    When stderr is not a terminal (a log file, CI), a bar would be redrawn once
+    per member, so the same news comes as one line per iteration and per
+    held-out evaluation instead (``lines``; None: decided by stderr).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, lines: bool | None = None) -> None:
         self._bar = None
+        self._lines = lines
         self._shown: dict[str, str] = {}
 
     def on_start(self, run: RunView) -> None:
         from tqdm.auto import tqdm
 
         tqdm.write(run.describe() + "\n" + run.show_first_prompt(), file=sys.stderr)
+        if self._lines is None:
+            self._lines = not sys.stderr.isatty()
+        if self._lines:
+            return
         self._bar = tqdm(
             total=run.config.loop.iterations,
             initial=run.iteration,
@@ -137,10 +155,15 @@ class ProgressBar(Hook):
         )
 
     def on_progress(self, run: RunView, phase: str, done: int, total: int) -> None:
+        if self._bar is None:
+            return
         self._shown["now"] = f"{phase} {done}/{total}"
         self._refresh()
 
     def on_record(self, run: RunView, record: Record) -> None:
+        if self._bar is None:
+            self._write_line(run, record)
+            return
         self._shown.pop("now", None)
         if record["type"] == "train":
             self._bar.update(1)
@@ -153,6 +176,25 @@ class ProgressBar(Hook):
                 file=sys.stderr,
             )
         self._refresh()
+
+    @staticmethod
+    def _write_line(run: RunView, record: Record) -> None:
+        if record["type"] == "train":
+            seconds = record.get("iteration_seconds")
+            took = f" ({seconds:.1f} s)" if isinstance(seconds, numbers.Real) else ""
+            print(
+                f"iteration {record['iteration']}/{run.config.loop.iterations}: "
+                f"reward_mean={record['reward_mean']:.4f}{took}",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif isinstance(record.get(main_metric(record)), numbers.Real):
+            metric = main_metric(record)
+            print(
+                f"held-out at iteration {record['iteration']}: {metric}={record[metric]:.4g}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _refresh(self) -> None:
         shown = (value if key == "now" else f"{key}={value}" for key, value in self._shown.items())

@@ -42,6 +42,7 @@ BEST_FILE = "best.json"
 SNAPSHOT_DIR = "snapshots"
 TENSORBOARD_DIR = "tensorboard"
 WANDB_ID_FILE = "wandb_id"
+WANDB_SENT_FILE = "wandb_sent"  # how many records W&B has received
 BENCH_DONE_FILE = "bench_done"
 
 
@@ -85,6 +86,10 @@ class RunDir:
     @property
     def wandb_id_file(self) -> Path:
         return self.path / WANDB_ID_FILE
+
+    @property
+    def wandb_sent_file(self) -> Path:
+        return self.path / WANDB_SENT_FILE
 
     @property
     def bench_done_file(self) -> Path:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ from .assembly import (
     with_objects,
 )
 from .config import RESUMABLE, RunConfig, flatten, resolve
-from .errors import RunInterrupted, TrainingDiverged, signals_interrupt
+from .errors import RewardsFailed, RunInterrupted, TrainingDiverged, signals_interrupt
+from .evaluation.scores import Scores
 from .hooks import BestModel, Checkpointing, HeldoutEvaluation, Hook, Record, as_hook
 from .iteration import run_iteration
 from .lazy import torch
@@ -162,11 +163,16 @@ class Experiment:
         start = time.perf_counter()
         examples = self.minibatch(self.iteration)
         members = self.strategy.evaluations_per_iteration()
+
+        def evaluate(candidates: Sequence[Any]) -> Scores:
+            scores = self.evaluator.evaluate(candidates, examples)
+            what = f"iteration {self.iteration + 1}'s members"
+            self.parts.scorer.all_failed(scores.failures, scores.per_prompt.size, what)
+            return scores
+
         try:
             with self.reporting("members", members, len(examples)):
-                result = run_iteration(
-                    self.strategy, lambda candidates: self.evaluator.evaluate(candidates, examples)
-                )
+                result = run_iteration(self.strategy, evaluate)
         except OverflowError as error:  # a step beyond fp32 (see update_pairs)
             raise TrainingDiverged(self.iteration + 1, [str(error)], self.out) from None
         broken = self.space.nonfinite()
@@ -245,6 +251,8 @@ class Experiment:
                 self._loop()
         except KeyboardInterrupt as interrupt:
             raise self._interrupted(interrupt) from None
+        except RewardsFailed as failed:
+            raise self._stopped(failed) from None
         finally:
             self.parts.close()
             for hook in self.hooks:
@@ -275,6 +283,18 @@ class Experiment:
             saved = self.checkpoints.saved_iteration
         signum = getattr(interrupt, "signum", signal.SIGINT)
         return RunInterrupted(signum, saved, self.out)
+
+    def _stopped(self, failed: RewardsFailed) -> RewardsFailed:
+        """``failed``, saying which checkpoint is kept and how to continue."""
+        if self.checkpoints is None:
+            return failed
+        self.checkpoints.save_unsaved(self)
+        saved = self.checkpoints.saved_iteration
+        kept = "no iteration finished" if saved is None else f"checkpoint of iteration {saved} kept"
+        return RewardsFailed(
+            f"{failed}. The run stopped ({kept}); once the reward works, continue with: "
+            f"zo-llm train --resume {self.out}"
+        )
 
     def restore(self, state: dict[str, Any] | None) -> None:
         """Continues the folder's run from its checkpoint ``state`` (None: starts it over);

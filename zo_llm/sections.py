@@ -229,6 +229,14 @@ class LoopSection:
             "(rewards run in a child process; 0: in this process, without a limit)"
         ),
     )
+    max_reward_timeouts: int = field(
+        default=3,
+        metadata=_help(
+            "stop the run (its checkpoint kept) when this many reward calls in a row time out: "
+            "a reward that hangs on every input would hold it reward_timeout seconds per "
+            "completion (0: never stop)"
+        ),
+    )
     workers: int = field(
         default=1,
         metadata=_help(
@@ -268,6 +276,7 @@ class LoopSection:
             )
         if (self.workers > 1 or self.ray_address) and importlib.util.find_spec("ray") is None:
             raise ValueError("workers > 1 needs Ray: pip install 'zo-llm[ray]'")
+        at_least(self, 0, "max_reward_timeouts")
         if not self.reward_timeout >= 0:
             raise ValueError(
                 f"reward_timeout={self.reward_timeout} must be >= 0 seconds (0: no limit)"
@@ -330,7 +339,13 @@ class OutputSection:
             "pycma's object): resume replays at most this many iterations"
         ),
     )
-    progress: bool = field(default=True, metadata=_help("show a progress bar"))
+    progress: bool = field(
+        default=True,
+        metadata=_help(
+            "what the run does, then a progress bar on a terminal, or a line per iteration and "
+            "per held-out evaluation when stderr is a file"
+        ),
+    )
     tensorboard: bool = field(default=True, metadata=_help("write TensorBoard events"))
     wandb_project: str | None = field(
         default=None,

@@ -23,7 +23,7 @@ from .. import config as run_config
 from ..generation.base import ENGINE_SETTINGS
 from ..rundir import BEST_DIR, FINAL_DIR, RunDir
 from .flags import add_setting_flags, flags_layer
-from .train import toml_layer
+from .train import toml_layer, with_model_checked
 
 #: The run settings ``zo-llm eval`` takes: the model section and the task.
 EVAL_SETTINGS = (
@@ -117,10 +117,11 @@ def resolve_eval_config(args: argparse.Namespace) -> tuple[run_config.RunConfig,
             f"the run was trained on a task object ({config.task.name[7:]}) that eval cannot "
             "rebuild; pass --task (a registered name, module:object or data file)"
         )
-    return config, source
+    return with_model_checked(config), source
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    config, source = resolve_eval_config(args)  # a mistake is refused before torch loads
     from . import quiet_transformers
 
     quiet_transformers()
@@ -128,7 +129,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate_heldout
     from ..models import load_model
 
-    config, source = resolve_eval_config(args)
     run = build_run(config, purpose="eval")
     examples = run.train_examples if args.split == "train" else run.eval_examples
     warn_non_finite(run.model, config.model.name)

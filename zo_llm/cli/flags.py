@@ -66,6 +66,15 @@ def _add(parser: argparse.ArgumentParser, name: str, kind: type, help_text: str)
         parser.add_argument(
             flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
         )
+        if name == "progress":
+            parser.add_argument(
+                "-q",
+                "--quiet",
+                dest=name,
+                action="store_false",
+                default=argparse.SUPPRESS,
+                help="same as --no-progress: nothing on stderr but warnings and errors",
+            )
     else:
         parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text)
 

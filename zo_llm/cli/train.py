@@ -91,6 +91,17 @@ def resolve_train_config(args: argparse.Namespace) -> run_config.RunConfig:
         _suggest_recipe(config.model.name)
     if config.output.out is None:
         config = config.with_settings(out=default_run_folder(config))
+    return with_model_checked(config)
+
+
+def with_model_checked(config: run_config.RunConfig) -> run_config.RunConfig:
+    """``config``, once its model's name is known to exist (a folder with weights and a
+    tokenizer, a file, an alias or a hub id): refused here, before torch loads."""
+    from ..models.source import check_model_source
+
+    name = config.model.name
+    if name is not None and not name.startswith("python:"):
+        check_model_source(name)
     return config
 
 
@@ -119,6 +130,12 @@ def _suggest_recipe(model: str | None) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    # every mistake that needs no model is refused here, before torch and transformers load
+    if args.resume is not None:
+        overrides = _resume_overrides(args)
+        _check_resume(args.resume, overrides)
+    else:
+        config = resolve_train_config(args)
     from . import quiet_transformers
 
     quiet_transformers()
@@ -126,9 +143,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         if args.resume is not None:
-            experiment = resume(args.resume, **_resume_overrides(args))
+            experiment = resume(args.resume, **overrides)
         else:
-            experiment = Experiment(resolve_train_config(args))
+            experiment = Experiment(config)
             experiment.run()
     except RunInterrupted as stop:
         print(f"\nzo-llm train: {stop}", file=sys.stderr)
@@ -160,6 +177,16 @@ def _resume_overrides(args: argparse.Namespace) -> dict[str, Any]:
             f"(only {_spelled(run_config.RESUMABLE)} can). Start a new run with --out instead."
         )
     return given
+
+
+def _check_resume(folder: Path, overrides: dict[str, Any]) -> None:
+    """The saved config with the new settings, checked as :func:`zo_llm.resume` will (a missing
+    or foreign folder, a bad value), without loading the checkpoint."""
+    from ..rundir import RunDir
+
+    with_model_checked(
+        run_config.resolve(RunDir(folder).read_config(), overrides, {"out": str(folder)})
+    )
 
 
 def _report(experiment: Any) -> None:

@@ -17,9 +17,12 @@ prompts. With a batched space the members are sent in the groups that share
 one forward batch in a single process (:meth:`Generator.member_groups`),
 so every batch is the same rows; 1, 2 or 8 workers give the same rewards.
 
-A lost worker costs nothing: its unfinished groups are run again on the
-others; if none is left the run stops with an error (its checkpoint, written
-every iteration, resumes it).
+A lost worker costs nothing: its unfinished groups are run again, and a new
+worker, loaded with the driver's state as the first ones were, takes its
+place (up to as many replacements as the run asked workers: one that keeps
+dying, for want of memory say, is not started forever; then the run goes on
+with fewer and says so). If none is left the run stops with an error (its
+checkpoint, written every iteration, resumes it).
 """
 
 from __future__ import annotations
@@ -187,7 +190,9 @@ class RayEvaluator(Evaluator):
         actor = ray.remote(Replica).options(
             num_cpus=loop.worker_cpus, num_gpus=loop.worker_gpus, max_restarts=0
         )
-        self.workers = [actor.remote(replica, config, threads) for _ in range(loop.workers)]
+        self._spawn = lambda: actor.remote(replica, config, threads)
+        self.workers = [self._spawn() for _ in range(loop.workers)]
+        self.replaced = 0  # workers started in place of dead ones
         self._loaded = False  # whether the workers hold the driver's state
         self._round = 0
         self.bytes_sent = 0
@@ -273,16 +278,27 @@ class RayEvaluator(Evaluator):
         return Scores(per_prompt, int(np.isnan(per_prompt).sum()))
 
     def _drop(self, lost: list[Any]) -> None:
-        """Forgets dead workers."""
+        """Forgets dead workers and starts new ones in their place, within the budget."""
         if not lost:
             return
+        import ray
+
         self.lost += len(lost)
-        logger.warning(
-            "%d Ray worker(s) died; their members were scored again on the %d left",
-            len(lost),
-            len(self.workers) - len(lost),
-        )
         self.workers = [worker for worker in self.workers if worker not in lost]
+        fresh = [self._spawn() for _ in range(min(len(lost), self.workers_asked - self.replaced))]
+        if fresh:  # loaded as the first workers were: they propose the driver's candidates
+            state = self.driver_state()
+            ray.get([worker.load.remote(state) for worker in fresh])
+            self.replaced += len(fresh)
+            self.workers += fresh
+        logger.warning(
+            "%d Ray worker(s) died; %s; their members are scored again on the %d workers now",
+            len(lost),
+            f"{len(fresh)} started in their place"
+            if fresh
+            else f"none replaced (already {self.replaced} replacements, the run's budget)",
+            len(self.workers),
+        )
 
     def pids(self) -> list[int]:
         import ray

@@ -24,9 +24,12 @@ def _metrics(
     completions: list[str],
     scorer: RewardScorer | None,
 ) -> dict[str, float]:
+    scorer = scorer or RewardScorer(task)
     rewards = score(task, examples, completions, scorer)
+    failures = sum(1 for r in rewards if math.isnan(r))
+    scorer.all_failed(failures, len(rewards), "the held-out evaluation")
     metrics = dict(task.metrics(examples, completions, rewards))
-    metrics["reward_failures"] = sum(1 for r in rewards if math.isnan(r))
+    metrics["reward_failures"] = failures
     return metrics
 
 

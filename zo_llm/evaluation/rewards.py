@@ -20,6 +20,12 @@ something that is not a real number (bool, int, float; a string ``"1.5"`` is
 not one) or returns NaN/inf, is scored NaN and counted; the first failure of
 each kind (``raised ValueError``, ``returned str``, ``timed out`` ...) is
 logged once with its example.
+
+A run that cannot learn stops (:class:`~zo_llm.errors.RewardsFailed`): when
+``max_timeouts`` calls in a row time out (a reward that hangs on every input
+would otherwise hold the run for ``timeout`` seconds per completion), and,
+checked by the caller, when every reward of an evaluation fails
+(:meth:`RewardScorer.all_failed`).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from ..errors import RewardsFailed
 
 if TYPE_CHECKING:
     from ..tasks.base import Example, Task
@@ -75,11 +83,15 @@ def reward_value(outcome: Outcome, example: Example) -> float:
 class RewardScorer:
     """Scores completions with ``task.reward``, each call under ``timeout`` seconds (or none)."""
 
-    def __init__(self, task: Task, timeout: float | None = None) -> None:
+    def __init__(self, task: Task, timeout: float | None = None, max_timeouts: int = 0) -> None:
         if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"reward timeout={timeout} must be a positive number of seconds")
         self.task = task
         self.timeout = timeout
+        self.max_timeouts = max_timeouts  # 0: never stop for timeouts
+        self.timeouts_in_a_row = 0
+        #: The last failure seen: its kind, detail and example (for a stopping run's message).
+        self.last_failure: tuple[str, str, Example] | None = None
         self._child: _Child | None = None
         if timeout is not None and "fork" not in multiprocessing.get_all_start_methods():
             logger.warning(
@@ -92,6 +104,7 @@ class RewardScorer:
         pairs = list(zip(examples, completions, strict=True))
         if self.timeout is None:
             outcomes = [call_reward(self.task, e, c) for e, c in pairs]
+            self._observe(outcomes, pairs)
         else:
             outcomes = self._bounded(pairs)
         return [reward_value(o, e) for o, (e, _) in zip(outcomes, pairs, strict=True)]
@@ -101,10 +114,41 @@ class RewardScorer:
         while len(outcomes) < len(pairs):
             if self._child is None:
                 self._child = _Child(self.task)
-            outcomes += self._child.run(pairs[len(outcomes) :], self.timeout)
+            answered = self._child.run(pairs[len(outcomes) :], self.timeout)
+            self._observe(answered, pairs[len(outcomes) :])
+            outcomes += answered
             if not self._child.alive:
                 self._child = None  # killed or dead: the next call starts another
         return outcomes
+
+    def _observe(self, outcomes: list[Outcome], pairs: Sequence[tuple[Example, str]]) -> None:
+        """Keeps the last failure and the run of timeouts; stops at ``max_timeouts`` in a row."""
+        for (kind, detail), (example, _) in zip(outcomes, pairs, strict=False):
+            if kind == "value":
+                self.timeouts_in_a_row = 0
+                continue
+            self.last_failure = (kind, detail, example)
+            self.timeouts_in_a_row = self.timeouts_in_a_row + 1 if kind == "timed out" else 0
+            if self.max_timeouts and self.timeouts_in_a_row >= self.max_timeouts:
+                raise RewardsFailed(
+                    f"{self.timeouts_in_a_row} reward calls in a row timed out (each after "
+                    f"{self.timeout:g} s; the last on example {example!r}): the reward hangs. "
+                    "Fix it, or raise --reward-timeout, or --max-reward-timeouts (0: never stop)"
+                )
+
+    def all_failed(self, failures: int, rewards: int, what: str) -> None:
+        """Raises :class:`RewardsFailed` when all ``rewards`` of ``what`` failed (none to learn
+        from), naming the kind and an example of the last failure."""
+        if not rewards or failures < rewards:
+            return
+        seen = ""
+        if self.last_failure is not None:
+            kind, detail, example = self.last_failure
+            seen = f"; the last {kind}{': ' + detail if detail else ''} on example {example!r}"
+        raise RewardsFailed(
+            f"every reward of {what} failed ({failures} of {rewards}){seen}. "
+            "A run cannot learn without rewards: fix the task's reward"
+        )
 
     def close(self) -> None:
         """Stops the child process, if one runs (a later call starts a new one)."""

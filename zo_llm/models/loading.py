@@ -4,7 +4,7 @@ Gradient-free training only ever runs the model forward, so models are put in
 eval mode with gradients switched off: no autograd buffers, inference memory.
 
 A local folder is checked before anything is read from it
-(:func:`check_model_folder`): a folder without ``config.json``, weights or a
+(:func:`~zo_llm.models.source.check_model_folder`): a folder without ``config.json``, weights or a
 tokenizer fails with one message naming the folder, the missing files and
 how to add them, not with the error transformers gives half-way through.
 """
@@ -21,29 +21,11 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from ..rundir import RunDir
-from .aliases import ALIASES, resolve_alias
+from .aliases import resolve_alias
 from .quantize import check_quantization, quantize_base
+from .source import check_model_source
 
 __all__ = ["load_model", "prepare_tokenizer", "resolve_device", "resolve_dtype"]
-
-#: Files that hold a model's weights in a save_pretrained folder (any one will do).
-WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
-#: Files that hold a tokenizer's vocabulary (any one will do): the fast tokenizer's
-#: ``tokenizer.json``, or a slow tokenizer's sentencepiece or BPE/WordPiece files.
-VOCABULARY_FILES = (
-    "tokenizer.json",
-    "tokenizer.model",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "vocab.json",
-    "vocab.txt",
-)
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -85,18 +67,11 @@ def load_model(
     stores the linear layers in int8 on the device (:mod:`.quantize`): a frozen
     base for the adapter spaces.
     """
-    source = resolve_alias(str(name_or_path))
-    if _looks_like_path(source) and not Path(source).expanduser().exists():
-        raise FileNotFoundError(
-            f"model {source!r} does not exist; give a hub id, a local folder, a .gguf file "
-            f"or an alias ({', '.join(ALIASES)})"
-        )
+    source = check_model_source(str(name_or_path))
     torch_dtype, target = resolve_dtype(dtype), resolve_device(device)  # before any loading
     check_quantization(quantize)
     path = Path(source).expanduser()
     local = path.exists()  # a folder or a .gguf file, not a hub id
-    if path.is_dir():
-        check_model_folder(path)
     try:
         if source.endswith(".gguf"):
             model, tokenizer = _load_gguf(path, torch_dtype)
@@ -127,48 +102,6 @@ def load_model(
     if quantize:
         quantize_base(model, quantize)
     return model, tokenizer
-
-
-def check_model_folder(folder: str | Path) -> None:
-    """Refuses a local folder that cannot be a saved model with its tokenizer.
-
-    Only file names are looked at, so this runs before any weights are read.
-
-    Raises:
-      FileNotFoundError: naming the folder, what it lacks and how to add it: no
-        ``config.json`` (or a zo-llm run folder, or a peft adapter, where
-        ``final/`` or the base model was meant), no weights, or no tokenizer files.
-    """
-    folder = Path(folder).expanduser()
-    have = {p.name for p in folder.iterdir()}
-    if "config.json" not in have:
-        run = RunDir(folder)
-        if run.holds_run() and run.final.is_dir():
-            hint = f"it is a zo-llm run folder; its trained model is {run.final}"
-        elif gguf := sorted(name for name in have if name.endswith(".gguf")):
-            hint = f"to load a GGUF model pass its file, {folder / gguf[0]}"
-        elif "adapter_config.json" in have:
-            hint = (
-                "it holds a peft adapter, not a model; pass the run's final/ folder (the merged "
-                "model) or load the base model and the adapter with PeftModel.from_pretrained"
-            )
-        else:
-            hint = "it is not a saved model; save one there with model.save_pretrained(folder)"
-        raise FileNotFoundError(f"model folder {folder} has no config.json: {hint}")
-    if not have.intersection(WEIGHT_FILES) and not any(n.endswith(".safetensors") for n in have):
-        raise FileNotFoundError(
-            f"model folder {folder} has config.json but no weights (model.safetensors or "
-            "pytorch_model.bin); save the model there with model.save_pretrained(folder)"
-        )
-    if not have.intersection(VOCABULARY_FILES):
-        present = sorted(have.intersection({"tokenizer_config.json", "special_tokens_map.json"}))
-        but = f" (only {', '.join(present)})" if present else ""
-        raise FileNotFoundError(
-            f"model folder {folder} has no tokenizer files{but}: it needs tokenizer.json and "
-            "tokenizer_config.json (or a slow tokenizer's tokenizer.model / vocab.json and "
-            "merges.txt). Save the tokenizer of the model it came from into it: "
-            f"AutoTokenizer.from_pretrained(BASE).save_pretrained({str(folder)!r})"
-        )
 
 
 def _is_file_error(error: BaseException) -> bool:
@@ -227,15 +160,6 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-
-
-def _looks_like_path(source: str) -> bool:
-    return (
-        source.startswith((".", "/", "~"))
-        or source.count("/") > 1
-        or source.endswith(".gguf")
-        or Path(source).exists()
-    )
 
 
 def _offline_setting() -> str:

@@ -180,6 +180,45 @@ class DataTask(Task):
         raise ValueError(f"{self.name}: no data; pass --data PATH (data=PATH)")
 
 
+#: Task options every task takes, its own or not (:class:`CutSplits` applies them).
+SPLIT_SIZES = ("train_size", "eval_size")
+
+
+class CutSplits(Task):
+    """A task whose splits are cut to ``train_size``/``eval_size``; all else is the task's.
+
+    Why: the held-out size is a question every user asks of every task, their
+    own task objects and factories included (``--task mine:task --eval-size
+    20``), and those do not take the option themselves.
+    """
+
+    def __init__(self, task: Task, train_size: int | None = None, eval_size: int | None = None):
+        check_sizes(train_size=train_size, eval_size=eval_size)
+        super().__init__(task.config)
+        self.task = task
+        self.sizes = {"train": train_size, "eval": eval_size}
+        self.name, self.stop = task.name, task.stop
+
+    def __getattr__(self, name: str) -> Any:  # source, a user's own attributes...
+        return getattr(self.__dict__["task"], name)
+
+    def examples(self, split: str) -> Sequence[Example]:
+        examples = self.task.examples(split)
+        size = self.sizes[check_split(split)]
+        return examples if size is None else list(examples)[:size]
+
+    def prompt(self, example: Example) -> Prompt:
+        return self.task.prompt(example)
+
+    def reward(self, example: Example, completion: str) -> float:
+        return self.task.reward(example, completion)
+
+    def metrics(
+        self, examples: Sequence[Example], completions: Sequence[str], rewards: Sequence[float]
+    ) -> dict[str, float]:
+        return self.task.metrics(examples, completions, rewards)
+
+
 def check_sizes(**sizes: int | None) -> None:
     """Raises unless each given size is None (all) or at least 1.
 

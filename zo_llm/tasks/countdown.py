@@ -52,9 +52,10 @@ MAX_EXPRESSION_DEPTH = 32
 #: Distance below which an answer counts as reaching the target (file targets may be floats).
 TOLERANCE = Fraction(1, 100_000)
 
-# Only digits, operators, parentheses and whitespace: names, calls, floats, `_`
-# and hex literals are rejected before the parser sees them.
-_ALLOWED_CHARS = re.compile(r"[0-9+\-*/()\s]+")
+# Only digits, operators, parentheses and the whitespace Python's parser takes (the
+# paper's grader evals the answer): names, calls, floats, `_`, hex literals and
+# Unicode spaces (no-break, thin...) are rejected before the parser sees them.
+_ALLOWED_CHARS = re.compile(r"[0-9+\-*/() \t\f\r\n]+")
 # The paper's grader (TinyZero's): think block, one newline, answer block, nothing else.
 _FULL_FORMAT = re.compile(r"^<think>.*?</think>\n<answer>.*?</answer>$", re.DOTALL)
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
@@ -157,9 +158,13 @@ def parse_equation(expression: str) -> tuple[Fraction, list[int]] | None:
     """Value of ``expression`` and the integer literals it uses, or None if not allowed.
 
     Allowed: integer literals, binary + - * /, unary minus/plus and parentheses;
-    any whitespace between tokens is ignored (a newline too, inside parentheses
-    or not). The length cap and character filter run before :func:`ast.parse`,
-    and no power operator exists in the grammar, so any input returns quickly.
+    spaces, tabs, form feeds and newlines between tokens are ignored (a newline
+    inside parentheses or not; the paper's grader, which evals the answer,
+    takes it only inside them). Other whitespace (a no-break or thin space)
+    makes the answer invalid, as Python's parser, and so the paper's grader,
+    rejects it; at either end it is stripped, as there. The length cap and
+    character filter run before :func:`ast.parse`, and no power operator exists
+    in the grammar, so any input returns quickly.
     """
     expression = expression.strip()
     if not expression or len(expression) > MAX_EXPRESSION_CHARS:
