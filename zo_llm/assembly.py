@@ -41,6 +41,15 @@ Purpose = Literal["train", "replica", "eval"]
 
 
 @dataclass
+class Probe:
+    """A task the run never trains on, scored beside the held-out set: what the run forgets."""
+
+    task: Any
+    examples: list[dict[str, Any]]
+    scorer: RewardScorer
+
+
+@dataclass
 class Run:
     """The parts of one run, as :func:`build_run` made them (see the module).
 
@@ -59,6 +68,7 @@ class Run:
     space: Any = None
     strategy: Any = None
     evaluator: Evaluator | None = None
+    probe: Probe | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """The search's state: the strategy's and the space's (what replay rebuilds)."""
@@ -87,6 +97,8 @@ class Run:
         if self.evaluator is not None:
             self.evaluator.close()
         self.scorer.close()
+        if self.probe is not None:
+            self.probe.scorer.close()
         self.generator.close()
 
 
@@ -118,6 +130,7 @@ def build_run(
             f"batch_size={config.loop.batch_size} exceeds the {len(train_examples)} "
             "training examples of the task; lower --batch-size or give the task more data"
         )
+    probe = build_probe(config) if purpose == "train" else None
     backend = GENERATORS.get(config.model.backend)
     if searching:
         space = space if space is not None else build_space(config.space.name, config.space.options)
@@ -140,9 +153,12 @@ def build_run(
     rows = config.model.generation_batch_size or evaluator_class.default_rows(model.device)
     stop = stop_strings(config.model.stop, task)
     prompts = [task.prompt(example) for example in train_examples + eval_examples]
+    if probe is not None:
+        prompts += [probe.task.prompt(example) for example in probe.examples]
     generator = backend.create(model, tokenizer, config.model, rows, stop, prompts)
-    scorer = RewardScorer(task, config.loop.reward_timeout or None, config.loop.max_reward_timeouts)
+    scorer = scorer_of(config, task)
     run = Run(config, model, tokenizer, task, train_examples, eval_examples, generator, scorer)
+    run.probe = probe
     if searching:
         space.bind(model)  # first: a strategy checks the bound space's size
         space = generator.mirror(space)  # a backend's own weights move with the space
@@ -157,6 +173,23 @@ def build_run(
             replica=build_run if purpose == "train" else None,
         )
     return run
+
+
+def scorer_of(config: RunConfig, task: Any) -> RewardScorer:
+    """``task``'s rewards under the run's time limit and timeout budget."""
+    return RewardScorer(task, config.loop.reward_timeout or None, config.loop.max_reward_timeouts)
+
+
+def build_probe(config: RunConfig) -> Probe | None:
+    """The config's probe task (``--probe-task``), its first ``probe_size`` held-out examples."""
+    name = config.evaluation.probe_task
+    if name is None:
+        return None
+    task = build_task(name, {})
+    examples = list(task.examples("eval"))[: config.evaluation.probe_size]
+    if not examples:
+        raise ValueError(f"probe_task={name!r} has no held-out examples to score")
+    return Probe(task, examples, scorer_of(config, task))
 
 
 def load_base(config: RunConfig, name: str | None = None) -> tuple[Any, Any]:

@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .evaluation.heldout import evaluate_heldout
+from .evaluation.heldout import evaluate_heldout, evaluate_task
 from .tasks.base import main_metric
 
 if TYPE_CHECKING:
@@ -159,6 +159,7 @@ class HeldoutEvaluation(Hook):
         start = time.perf_counter()
         settings, parts = self.settings, run.parts
         prompts = len(parts.eval_examples) * (1 + settings.eval_samples)
+        prompts += len(parts.probe.examples) if parts.probe is not None else 0
         with run.reporting("held-out", prompts, 1):
             metrics, _ = evaluate_heldout(
                 parts.generator,
@@ -170,15 +171,27 @@ class HeldoutEvaluation(Hook):
                 reference=self.reference,
                 scorer=parts.scorer,
             )
+            probed = self._probe(parts)
         return {
             "type": "eval",
             "iteration": run.iteration,
             "split": "eval",
             **metrics,
+            **probed,
             "time": run.elapsed,
             "eval_seconds": time.perf_counter() - start,
             "samples": run.samples,
         }
+
+    @staticmethod
+    def _probe(parts: Any) -> dict[str, float]:
+        """The probe task's metrics (``probe_*``), greedy, ended at its own stop strings."""
+        probe = parts.probe
+        if probe is None:
+            return {}
+        with parts.generator.stopping_at(probe.task.stop):
+            metrics, _ = evaluate_task(parts.generator, probe.task, probe.examples, probe.scorer)
+        return {f"probe_{name}": value for name, value in metrics.items()}
 
     def after_start(self, run: RunView) -> None:
         if run.iteration == 0:

@@ -301,6 +301,16 @@ class EvaluationSection:
     eval_temperature: float = field(
         default=1.0, metadata=_help("sampling temperature of --eval-samples")
     )
+    probe_task: str | None = field(
+        default=None,
+        metadata=_help(
+            "a second task the run never trains on, scored beside the held-out set (probe_* "
+            "metrics, with its own stop strings): what the run forgets"
+        ),
+    )
+    probe_size: int = field(
+        default=100, metadata=_help("held-out examples of --probe-task (its first ones)")
+    )
     eval_kl: bool = field(
         default=False,
         metadata=_help(
@@ -311,6 +321,7 @@ class EvaluationSection:
 
     def __post_init__(self) -> None:
         at_least(self, 0, "eval_every", "eval_samples")
+        at_least(self, 1, "probe_size")
         if self.eval_every_samples is not None:
             at_least(self, 1, "eval_every_samples")
         if not (math.isfinite(self.eval_temperature) and self.eval_temperature > 0):

@@ -105,6 +105,16 @@ class Generator(ABC):
         (None: not known by name) it cannot move."""
         del settings, space
 
+    @contextlib.contextmanager
+    def stopping_at(self, stop: Sequence[str]) -> Iterator[None]:
+        """Inside, completions end at ``stop`` instead of the run's stop strings (a probe
+        task's own)."""
+        kept, self.stop = self.stop, tuple(stop)
+        try:
+            yield
+        finally:
+            self.stop = kept
+
     def mirror(self, space: Any) -> Any:
         """The space the run uses: ``space`` itself, or one that also moves the backend's own
         copy of the weights (an engine's)."""

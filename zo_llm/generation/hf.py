@@ -74,6 +74,18 @@ class HFGenerator(Generator):
     ) -> HFGenerator:
         return cls(model, tokenizer, settings.max_new_tokens, rows, stop=stop)
 
+    @contextlib.contextmanager
+    def stopping_at(self, stop: Sequence[str]) -> Iterator[None]:
+        """As the base, and the generation config's stop strings with it."""
+        kept = self.generation_config
+        self.generation_config = copy.deepcopy(kept)
+        self.generation_config.stop_strings = list(stop) or None
+        try:
+            with super().stopping_at(stop):
+                yield
+        finally:
+            self.generation_config = kept
+
     def render(self, prompt: Prompt) -> tuple[str, bool]:
         return render_prompt(self.tokenizer, prompt)
 
