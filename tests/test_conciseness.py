@@ -98,3 +98,36 @@ def test_kl_zero_against_itself_and_positive_after_a_change(model, tokenizer):
     assert changed["kl_per_sequence"] == pytest.approx(
         changed["kl"] * changed["kl_tokens"] / len(prompts)
     )
+
+
+def kl_by_definition(model, reference, generator, prompts) -> float:
+    """KL(model || reference) per generated token from full forwards of both models on each
+    greedy completion (the estimate before it reused generation's logits), one prompt at a
+    time: no padding, every position's logits."""
+    total = tokens = 0.0
+    for ids in generator.prepare(prompts):
+        prompt = torch.tensor([ids])
+        whole = model.generate(
+            input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5,
+            do_sample=False, pad_token_id=generator.tokenizer.pad_token_id,
+        )  # fmt: skip
+        new = whole.shape[1] - prompt.shape[1]
+        with torch.no_grad():
+            log_p = torch.log_softmax(model(whole).logits[0, -new - 1 : -1].float(), -1)
+            log_q = torch.log_softmax(reference(whole).logits[0, -new - 1 : -1].float(), -1)
+        total += float((log_p.exp() * (log_p - log_q)).sum(-1).clamp_min(0).sum())
+        tokens += new
+    return total / tokens
+
+
+def test_the_cheap_kl_equals_the_estimate_by_its_definition(model, tokenizer):
+    """Within 1e-4 relative: measured about 1e-6 on this model, the round-off of a batched
+    cached generation against one full forward."""
+    prompts = [e["question"] for e in ConcisenessTask().examples("eval")[:4]]
+    base = copy.deepcopy(model)
+    with torch.no_grad():
+        model.lm_head.weight.add_(0.5 * torch.randn_like(model.lm_head.weight))
+    generator = HFGenerator(model, tokenizer, max_new_tokens=5)
+    cheap = generator.kl_from(base, generator.prepare(prompts))["kl"]
+    assert cheap > 1e-3
+    assert cheap == pytest.approx(kl_by_definition(model, base, generator, prompts), rel=1e-4)

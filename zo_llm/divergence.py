@@ -9,6 +9,13 @@ generated token (up to and including the end of sequence), the exact KL
 between the two models' next-token distributions is summed over the
 vocabulary. ``kl`` is the mean over all generated tokens, ``kl_per_sequence``
 the mean over prompts of each completion's sum.
+
+What it costs: the fine-tuned model's distributions are the logits its own
+generation produced (no second forward), and the reference is asked for
+logits at the completion positions only (``logits_to_keep``), so the prompt
+positions never meet the vocabulary-sized head: one generation and one
+forward of the reference, where a prompt-length x vocabulary log-softmax per
+model used to be.
 """
 
 from __future__ import annotations
@@ -47,13 +54,18 @@ def kl_from_reference(
         prompt_mask = torch.tensor(
             [[0] * (width - len(x)) + [1] * len(x) for x in batch], device=model.device
         )
-        output = model.generate(
-            input_ids=ids, attention_mask=prompt_mask, generation_config=generation_config
+        generated = model.generate(
+            input_ids=ids,
+            attention_mask=prompt_mask,
+            generation_config=generation_config,
+            output_logits=True,
+            return_dict_in_generate=True,
         )
+        output = generated.sequences
         new_mask = _completion_mask(output[:, width:], eos_ids)
         mask = torch.cat([prompt_mask, new_mask], dim=1)
-        log_p = _next_token_log_probs(model, output, mask)[:, width - 1 :]
-        log_q = _next_token_log_probs(reference, output, mask)[:, width - 1 :]
+        log_p = torch.log_softmax(torch.stack(generated.logits, dim=1).float(), dim=-1)
+        log_q = _next_token_log_probs(reference, output, mask, keep=new_mask.shape[1])
         per_token = (log_p.exp() * (log_p - log_q)).sum(-1).clamp_min(0.0) * new_mask
         sequences += per_token.sum(-1).tolist()
         total += float(per_token.sum())
@@ -77,11 +89,16 @@ def _completion_mask(new: torch.Tensor, eos_ids: set[int]) -> torch.Tensor:
 
 
 def _next_token_log_probs(
-    model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor
+    model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, keep: int
 ) -> torch.Tensor:
-    """Log-probabilities of the next token at every position but the last (float32)."""
+    """Log-probabilities of the next token at the ``keep`` positions before the last (float32):
+    those that predict the last ``keep`` tokens."""
     device = ids.device
     ids, mask = ids.to(model.device), mask.to(model.device)
     positions = (mask.cumsum(-1) - 1).clamp_min(0)  # left padding: positions start at 0
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+    inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+    try:
+        logits = model(**inputs, logits_to_keep=keep + 1).logits
+    except TypeError:  # a model whose forward computes every position's logits
+        logits = model(**inputs).logits[:, -(keep + 1) :]
     return torch.log_softmax(logits[:, :-1].float(), dim=-1).to(device)

@@ -26,6 +26,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .drift import BaseTensors, base_tensors, relative_weight_change
 from .evaluation.heldout import evaluate_heldout, evaluate_task
 from .tasks.base import main_metric
 
@@ -172,16 +173,25 @@ class HeldoutEvaluation(Hook):
                 scorer=parts.scorer,
             )
             probed = self._probe(parts)
+        change = relative_weight_change(parts.model, parts.space, self._base_tensors(run))
         return {
             "type": "eval",
             "iteration": run.iteration,
             "split": "eval",
             **metrics,
             **probed,
+            "weight_change": change,
             "time": run.elapsed,
             "eval_seconds": time.perf_counter() - start,
             "samples": run.samples,
         }
+
+    def _base_tensors(self, run: RunView) -> BaseTensors | None:
+        from .models.aliases import resolve_alias
+
+        name = run.config.model.name or ""
+        source = None if name.startswith("python:") else resolve_alias(name)
+        return base_tensors(source, self.reference, self.load_reference)
 
     @staticmethod
     def _probe(parts: Any) -> dict[str, float]:
