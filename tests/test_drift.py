@@ -75,3 +75,16 @@ def test_a_model_object_cannot_be_read_again_so_a_written_space_reports_none(tok
         **{k: v for k, v in SETTINGS.items() if k not in ("model", "task", "eval_size")},
     )
     assert changes(run) == [None, None, None]
+
+
+def test_the_base_is_read_from_safetensors_only_where_there_are_some(tmp_path):
+    """A GGUF file or an uncached hub id would need the base loaded again: not measured."""
+    from zo_llm.drift import base_tensors
+    from zo_llm.models.aliases import resolve_alias
+
+    folder = base_tensors(resolve_alias("zo-tiny"))
+    assert folder is not None and dict(folder())["model.embed_tokens.weight"].numel() > 0
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    assert base_tensors(str(tmp_path / "model.gguf")) is None
+    assert base_tensors("nobody/not-cached-anywhere") is None  # offline, not in the cache
+    assert base_tensors(None) is None

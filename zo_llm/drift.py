@@ -11,8 +11,10 @@ memory unless one is loaded already):
   changed matrix, against the model's own (base) weights;
 - a space that writes the weights (``full``, ``lowrank``, ``tensor``) is
   compared with the base weights read back: the KL reference where one is
-  loaded, else the model folder's safetensors files one tensor at a time,
-  else the base loaded again for the comparison and let go.
+  loaded, else the safetensors files of the model's folder (or of its hub
+  cache) one tensor at a time. Where neither exists (a GGUF file, a model
+  object) it is not measured (None): loading the base again at every
+  evaluation would double the run's peak memory.
 """
 
 from __future__ import annotations
@@ -59,18 +61,28 @@ def relative_weight_change(model: Any, space: Any, base: BaseTensors | None) -> 
     return math.sqrt(changed / norm) if norm else 0.0
 
 
-def base_tensors(source: str | None, reference: Any, load: Callable[[], Any]) -> BaseTensors | None:
+def base_tensors(source: str | None, reference: Any = None) -> BaseTensors | None:
     """Where the base weights are read from: ``reference`` (a loaded base model), else the
-    safetensors files of the folder ``source``, else ``load()`` once per call (a hub id, a
-    GGUF file); None without a source (a model object)."""
+    safetensors files of the folder ``source`` or of its hub cache; None if there are none."""
     if reference is not None:
         return lambda: iter(reference.named_parameters())
-    if source is None:
+    folder = _folder_of(source) if source else None
+    files = sorted(folder.glob("*.safetensors")) if folder is not None else []
+    return (lambda: _read(files)) if files else None
+
+
+def _folder_of(source: str) -> Path | None:
+    """The local folder of ``source``: itself, or the hub cache's snapshot of a hub id."""
+    if Path(source).is_dir():
+        return Path(source)
+    if source.endswith(".gguf") or Path(source).exists():
         return None
-    files = sorted(Path(source).glob("*.safetensors")) if Path(source).is_dir() else []
-    if files:
-        return lambda: _read(files)
-    return lambda: iter(load().named_parameters())
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source, local_files_only=True))
+    except Exception:  # noqa: BLE001 -- not cached, or not a hub id: nothing to read
+        return None
 
 
 def _read(files: list[Path]) -> Iterator[tuple[str, Any]]:

@@ -191,7 +191,7 @@ class HeldoutEvaluation(Hook):
 
         name = run.config.model.name or ""
         source = None if name.startswith("python:") else resolve_alias(name)
-        return base_tensors(source, self.reference, self.load_reference)
+        return base_tensors(source, self.reference)
 
     @staticmethod
     def _probe(parts: Any) -> dict[str, float]:
