@@ -494,6 +494,7 @@ REFUSALS = [
     ["eval", "--eval-size", "0"],
     ["eval", "--model", "/no/such/model"],
     ["bench", "--strategies", "es,nope", "--out", "bench-out"],
+    ["bench", "--strategies", "es", "--out", "bench-out", "--model", "./no-such-folder"],
 ]
 
 

@@ -45,7 +45,10 @@ def test_grpo_counts_its_completions_and_writes_a_final_model_scored_by_zo_llm(t
     run = zo_llm.build_run(
         zo_llm.resolve({**SETTINGS, "model": str(tmp_path / "run" / "final")}), purpose="eval"
     )
-    metrics, _ = evaluate_heldout(run.generator, run.task, run.eval_examples, scorer=run.scorer)
+    try:
+        metrics, _ = evaluate_heldout(run.generator, run.task, run.eval_examples, scorer=run.scorer)
+    finally:
+        run.close()  # its reward process
     assert {k: after[k] for k in metrics} == metrics
     assert set(metrics) < set(before)
 

@@ -160,7 +160,7 @@ def _whole(spec: str, name: str, value: Any) -> int:
 def _options_taken(target: Any) -> set[str]:
     """The options ``target`` takes itself: a class's config fields, a factory's parameters
     (a Task object is made: it takes none)."""
-    from .tasks.base import Task
+    from .tasks.base import SPLIT_SIZES, Task
 
     if isinstance(target, Task):
         return set()
@@ -176,7 +176,7 @@ def _options_taken(target: Any) -> set[str]:
     except (TypeError, ValueError):  # not introspectable: it takes what it is given
         return set()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return {"train_size", "eval_size"}
+        return set(SPLIT_SIZES)
     return {p.name for p in parameters}
 
 

@@ -9,7 +9,6 @@ TensorBoard is rebuilt from it, W&B continued (see :class:`Wandb`).
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import shutil
@@ -32,8 +31,7 @@ class MetricsFile(Hook):
         path.write_text("".join(old.splitlines(keepends=True)[: run.logged_lines]))
 
     def on_record(self, run: RunView, record: Record) -> None:
-        with run.rundir.metrics_file.open("a") as handle:
-            handle.write(json.dumps(_strict_json(record)) + "\n")
+        run.rundir.append_metrics(record)
 
 
 class TensorBoard(Hook):
@@ -215,11 +213,3 @@ def _scalars(record: Record) -> list[tuple[str, float]]:
         and isinstance(value, numbers.Real)
         and math.isfinite(value)
     ]
-
-
-def _strict_json(record: Record) -> Record:
-    """NaN and infinities become null, so every line is standard JSON (jq, browsers)."""
-    return {
-        key: None if isinstance(value, float) and not math.isfinite(value) else value
-        for key, value in record.items()
-    }

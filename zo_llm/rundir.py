@@ -20,6 +20,7 @@ The runner writes through :class:`RunDir`; ``zo-llm eval``, ``bench`` and
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -234,6 +235,17 @@ class RunDir:
                 path.unlink(missing_ok=True)
 
     # --- metrics ------------------------------------------------------------
+
+    def append_metrics(self, *records: dict[str, Any]) -> None:
+        """Appends ``records`` to ``metrics.jsonl``, one line each; NaN and infinities become
+        null, so every line is standard JSON (jq, browsers)."""
+        with self.metrics_file.open("a") as handle:
+            for record in records:
+                strict = {
+                    key: None if isinstance(value, float) and not math.isfinite(value) else value
+                    for key, value in record.items()
+                }
+                handle.write(json.dumps(strict) + "\n")
 
     def metrics(self, lines: int | None = None) -> list[dict[str, Any]]:
         """The records of ``metrics.jsonl`` (none if it does not exist yet); the first ``lines``.

@@ -74,14 +74,25 @@ def train_grpo(config: Any, settings: GRPOSettings, completions: int) -> list[di
         raise ValueError(f"grpo trains all weights (space full) or a LoRA adapter (space lora), "
                          f"not space {space!r}")  # fmt: skip
     run = build_run(config, purpose="eval")
-    steps = max(1, round(completions / settings.completions_per_step()))
+    try:
+        return _train(
+            trl, run, settings, max(1, round(completions / settings.completions_per_step()))
+        )
+    finally:
+        run.close()  # its reward process too, whatever happened
+
+
+def _train(trl: Any, run: Any, settings: GRPOSettings, steps: int) -> list[dict[str, Any]]:
+    config, space = run.config, run.config.space.name
     records = [_heldout(run, 0, 0, 0.0)]
     stops = run.generator.stop
     counted = {"tokens": 0}
 
-    def reward(prompts: list[str], completions: list[str], index: list[int], **_: Any):
+    def reward(
+        prompts: list[str], completions: list[str], completion_ids: list, index: list[int], **_: Any
+    ):
         cut = [cut_at_stop(text, stops) for text in completions]
-        counted["tokens"] += sum(len(run.tokenizer(text)["input_ids"]) for text in completions)
+        counted["tokens"] += sum(len(ids) for ids in completion_ids)
         values = run.scorer([run.train_examples[i] for i in index], cut)
         return [None if math.isnan(v) else v for v in values]
 
@@ -120,8 +131,8 @@ def train_grpo(config: Any, settings: GRPOSettings, completions: int) -> list[di
         folder.write_config(config, run.generator.versions())
         trained.save_pretrained(str(folder.final))
         run.tokenizer.save_pretrained(str(folder.final))
-        _write_metrics(folder, records)
-    run.close()
+        folder.metrics_file.unlink(missing_ok=True)
+        folder.append_metrics(*records)
     return records
 
 
@@ -181,11 +192,3 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def _write_metrics(folder: RunDir, records: list[dict[str, Any]]) -> None:
-    import json
-
-    with folder.metrics_file.open("w") as handle:
-        for record in records:
-            handle.write(json.dumps(record) + "\n")

@@ -12,6 +12,7 @@ from typing import Any
 from .. import config as run_config
 from ..bench import BENCH_KEYS, PER_RUN, RUN_DEFAULTS, BenchConfig
 from .flags import add_setting_flags, flags_layer
+from .train import with_model_checked
 
 EPILOG = """\
 examples:
@@ -131,6 +132,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if missing:
             raise ValueError(f"zo-llm bench needs --{' and --'.join(missing)} (or --config)")
         config = BenchConfig.from_dict(flags)
+    with_model_checked(config.base)  # a missing model folder, before any run starts
     try:
         executed = run_bench(config)
     except RuntimeError as error:  # a run failed in its own process: its message, no traceback

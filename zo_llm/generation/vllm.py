@@ -68,9 +68,9 @@ def engine_options(
             " raise it, or drop it to size it from the run"
         )
     options: dict[str, Any] = {"max_model_len": model_len}
-    sequences = rows if settings.generation_batch_size else MAX_SEQUENCES
     if settings.generation_batch_size:  # its scheduler batches rows itself unless capped
         options["max_num_seqs"] = rows
+    sequences = options.get("max_num_seqs", MAX_SEQUENCES)
     if settings.gpu_memory_utilization is not None:
         options["gpu_memory_utilization"] = settings.gpu_memory_utilization
     elif settings.kv_cache_gib is not None:
