@@ -12,8 +12,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)  # tests may run side by side on few cores
 
 
-#: metrics.jsonl fields that measure the machine, not the run: two equal runs differ in them.
-MACHINE_FIELDS = ("time", "iteration_seconds", "eval_seconds", "peak_memory_mb", "worker_bytes")
+#: metrics.jsonl fields that measure the machine, not the run: two equal runs differ in them;
+#: and the work counts, which depend on how members are batched and where they run.
+MACHINE_FIELDS = ("time", "iteration_seconds", "eval_seconds", "peak_memory_mb", "worker_bytes",
+                  "generated_tokens", "forward_passes", "backward_passes")  # fmt: skip
 
 
 def run_numbers(records):

@@ -62,7 +62,7 @@ def test_a_too_large_vector_space_fails_before_the_model_loads(load_spy, capsys)
 
 def test_a_bench_config_with_a_bad_option_fails_before_any_run(tmp_path, monkeypatch, capsys):
     runs = []
-    monkeypatch.setattr("zo_llm.bench._run_in_subprocess", lambda *a, **k: runs.append(a))
+    monkeypatch.setattr("zo_llm.bench.run_in_subprocess", lambda *a, **k: runs.append(a))
     toml = tmp_path / "bench.toml"
     toml.write_text(
         'seeds = [0, 1]\n[[strategies]]\nname = "es"\n[[strategies]]\nname = "mezo"\nqq = 2\n'

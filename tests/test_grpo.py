@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import builtins
+import importlib.util
+import json
 
 import pytest
 import torch
@@ -35,12 +36,21 @@ def grpo(tmp_path, completions=32, **given):
 
 @pytest.mark.parametrize("space", ["full", "lora"])
 def test_grpo_counts_its_completions_and_writes_a_final_model_scored_by_zo_llm(tmp_path, space):
-    records = grpo(tmp_path, completions=30, space=space)  # 30 / 8 per step: 4 steps
+    records = grpo(tmp_path, completions=30, space=space, eval_every=3)  # 30 / 8: 4 steps
     train = [r for r in records if r["type"] == "train"]
     assert [r["iteration"] for r in train] == [1, 2, 3, 4]
-    before, after = (r for r in records if r["type"] == "eval")
-    assert after["samples"] == 32 and after["generated_tokens"] > 0
+    assert [r["samples"] for r in train] == [8, 16, 24, 32]
+    # each step: 8 completions of 24 tokens (TRL ignores stop strings), one backward pass
+    assert [(r["generated_tokens"], r["backward_passes"]) for r in train] == [(192, 1)] * 4
+    assert all(r["forward_passes"] >= 24 and r["peak_memory_mb"] > 0 for r in train)
+    evals = [r for r in records if r["type"] == "eval"]
+    assert [(r["iteration"], r["samples"]) for r in evals] == [(0, 0), (3, 24), (4, 32)]
+    before, after = evals[0], evals[-1]
+    assert before["weight_change"] == 0.0
     assert zo_llm.read_metrics(tmp_path / "run") == records
+    saved = json.loads((tmp_path / "run" / "run_config.json").read_text())["config"]
+    assert saved["strategy"] == {"name": "grpo", "completions": 4, "prompts_per_step": 2,
+                                 "lr": 1e-3, "beta": 0.0, "temperature": 1.0}  # fmt: skip
     # the held-out numbers are zo-llm's evaluator's, on the saved plain transformers model
     run = zo_llm.build_run(
         zo_llm.resolve({**SETTINGS, "model": str(tmp_path / "run" / "final")}), purpose="eval"
@@ -53,30 +63,28 @@ def test_grpo_counts_its_completions_and_writes_a_final_model_scored_by_zo_llm(t
     assert set(metrics) < set(before)
 
 
-def test_grpo_moves_the_weights_when_rewards_spread(tmp_path, monkeypatch):
+@pytest.mark.parametrize("space", ["full", "lora"])
+def test_grpo_moves_the_weights_when_rewards_spread_and_logs_how_far(tmp_path, monkeypatch, space):
     (tmp_path / "long_answers.py").write_text(LONG_ANSWERS)
     monkeypatch.syspath_prepend(str(tmp_path))
-    grpo(tmp_path, task="long_answers:task", space="full")
+    records = grpo(tmp_path, task="long_answers:task", space=space)
     base, _ = zo_llm.load_model("zo-tiny", "float32", "cpu")
     trained, _ = zo_llm.load_model(str(tmp_path / "run" / "final"), "float32", "cpu")
-    moved = [
-        name
-        for (name, a), (_, b) in zip(base.named_parameters(), trained.named_parameters())
-        if not torch.equal(a, b)
-    ]
+    pairs = list(zip(base.named_parameters(), trained.named_parameters(), strict=True))
+    moved = [name for (name, a), (_, b) in pairs if not torch.equal(a, b)]
     assert moved  # a gradient step reached the weights
+    change = sum(float((b - a).square().sum()) for (_, a), (_, b) in pairs)
+    norm = sum(float(a.square().sum()) for (_, a), _ in pairs)
+    # full: against the base read back; lora: the adapter's deltas, before they were merged
+    assert records[-1]["weight_change"] == pytest.approx((change / norm) ** 0.5, rel=1e-3)
 
 
 def test_grpo_refuses_other_spaces_and_a_missing_trl(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not space 'svd'"):
         grpo(tmp_path, space="svd")
-    real = builtins.__import__
-
-    def without_trl(name, *args, **kwargs):
-        if name == "trl":
-            raise ImportError("No module named 'trl'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", without_trl)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "trl" else real(name, *a)
+    )
     with pytest.raises(ValueError, match=r"pip install 'zo-llm\[baseline\]'"):
         grpo(tmp_path)

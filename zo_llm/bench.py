@@ -32,16 +32,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import multiprocessing
 import re
-import shutil
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import config as run_config
+from .baselines.settings import GRPO_SPACES, GRPOSettings, check_trl
+from .bench_process import run_in_subprocess
 from .bench_report import plot, summarise, write_tables
 from .config import RunConfig
 from .rundir import RunDir
@@ -54,6 +53,8 @@ _LABEL = re.compile(r"^[\w.+=-]+$")
 PER_RUN = ("strategy", "space", "task", "seed", "out", "max_samples")
 #: The bench's own defaults for its runs' settings (the rest are ``zo-llm train``'s).
 RUN_DEFAULTS = {"threads": 1, "progress": False}
+#: The strategy entry name of the first-order baseline (not a registry strategy).
+GRPO = "grpo"
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,14 @@ class PlannedRun:
     name: str
     row: tuple[str, str, str]  # (strategy, space, task) keys: one table row per seed group
     config: RunConfig
+    grpo: GRPOSettings | None = None  # the GRPO baseline's settings, for a grpo entry
+
+    def saved_config(self) -> dict[str, Any]:
+        """The nested config its ``run_config.json`` holds (a grpo run's strategy: grpo)."""
+        nested = self.config.to_dict()
+        if self.grpo is not None:
+            nested["strategy"] = {"name": GRPO, **dataclasses.asdict(self.grpo)}
+        return nested
 
 
 #: Keys of a bench TOML (and flags) that are the bench's own; every other key is a run setting.
@@ -190,8 +199,10 @@ class BenchConfig:
                 + ", ".join(sorted(BENCH_KEYS))
             )
         task_options = {k: raw.pop(k) for k in ("eval_size", "data") if k in raw}
+        first = own.get("spaces", (Entry("full"),))[0]  # the base's, so that its settings fit
         try:
-            base = run_config.resolve(RUN_DEFAULTS, raw, where=where)
+            space = {"space": first.name, "space_options": first.options}
+            base = run_config.resolve(RUN_DEFAULTS, space, raw, where=where)
         except ValueError as error:
             valid = ", ".join(sorted(BENCH_KEYS))
             raise ValueError(f"{error} (or a bench key: {valid})") from None
@@ -226,7 +237,7 @@ class BenchConfig:
                     for seed in self.seeds:
                         name = "--".join(row) + f"--seed{seed}"
                         config = self._run_config(strategy, space, task, seed, name)
-                        runs.append(PlannedRun(name, row, config))
+                        runs.append(PlannedRun(name, row, config, _grpo_settings(strategy)))
         return runs
 
     def runs(self) -> list[tuple[str, RunConfig]]:
@@ -243,9 +254,16 @@ class BenchConfig:
         base = self.base
         evaluation = base.evaluation
         checkpoint_every = base.output.checkpoint_every
+        if strategy.name == GRPO:  # steps are not iterations: evaluated by completions spent
+            evaluation = dataclasses.replace(evaluation, eval_every=0)
+            base = dataclasses.replace(
+                base, loop=dataclasses.replace(base.loop, evaluator="auto"), evaluation=evaluation
+            )
         return dataclasses.replace(
             base,
-            strategy=_section(StrategySection, strategy, f"strategy {strategy.key!r}"),
+            strategy=base.strategy
+            if strategy.name == GRPO
+            else _section(StrategySection, strategy, f"strategy {strategy.key!r}"),
             space=_section(SpaceSection, space, f"space {space.key!r}"),
             task=_section(
                 TaskSection,
@@ -284,6 +302,7 @@ class BenchConfig:
             if not self._spaces_of(strategy):
                 raise ValueError(f"strategy {strategy.key!r} is restricted to no space")
         self._check_unique_names()
+        self._check_grpo()
         for strategy in self.strategies:
             for space in self._spaces_of(strategy):
                 try:
@@ -297,6 +316,28 @@ class BenchConfig:
             self._run_config(
                 self.strategies[0], self._spaces_of(self.strategies[0])[0], task, 0, ""
             )
+
+    def _check_grpo(self) -> None:
+        """A grpo entry: TRL installed, its options, a budget to match, full/lora spaces only."""
+        for strategy in self.strategies:
+            if strategy.name != GRPO:
+                continue
+            check_trl()
+            _grpo_settings(strategy)
+            if self.budget is None:
+                raise ValueError(
+                    f"strategy {strategy.key!r} is compared at the same number of training "
+                    "completions as the other runs: set budget = N (--budget N)"
+                )
+            for space in self._spaces_of(strategy):
+                if space.name not in GRPO_SPACES:
+                    fitting = [s.key for s in self.spaces if s.name in GRPO_SPACES]
+                    fix = f'spaces = ["{fitting[0]}"]' if fitting else 'a "lora" or "full" space'
+                    raise ValueError(
+                        f"strategy {strategy.key!r} trains all weights (space full) or a LoRA "
+                        f"adapter (space lora), not space {space.key!r}: give its "
+                        f"[[strategies]] table {fix}"
+                    )
 
     def _pairing_fix(self, strategy: Entry, space: Entry) -> str:
         """For a refused pairing, how to restrict the strategy in the bench TOML."""
@@ -358,13 +399,19 @@ class BenchConfig:
             if made_by != __version__:  # rewards or splits may have changed since
                 differing = [f"zo-llm version (run: {made_by!r}, now: {__version__!r})"]
             else:
-                differing = run_config.differences(folder.read_config(), run.config.to_dict())
+                differing = run_config.differences(folder.read_config(), run.saved_config())
             if differing:
                 raise ValueError(
                     f"run {folder.path} was made with other settings than this bench config: "
                     f"{'; '.join(differing)}. Pass another --out, or delete that run folder "
                     "to redo it"
                 )
+
+
+def _grpo_settings(strategy: Entry) -> GRPOSettings | None:
+    if strategy.name != GRPO:
+        return None
+    return GRPOSettings.from_options(strategy.options, f"strategy {strategy.key!r}")
 
 
 def _section(cls: type, entry: Entry, owner: str) -> Any:
@@ -387,13 +434,13 @@ def run_bench(config: BenchConfig) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_config.json").write_text(json.dumps(_bench_json(config), indent=2, default=str))
     executed = []
-    for name, config_of_run in config.runs():
-        folder = RunDir(config_of_run.output.out)
+    for run in config.plan():
+        folder = RunDir(run.config.output.out)
         if folder.bench_done_file.exists():
             continue
-        _run_in_subprocess(config_of_run, resume=folder.has_checkpoint())
+        run_in_subprocess(run.config, resume=folder.has_checkpoint(), grpo=run.grpo)
         folder.bench_done_file.write_text("")
-        executed.append(name)
+        executed.append(run.name)
     rows = summarise(config)
     write_tables(rows, out)
     plot(config, out)
@@ -407,50 +454,3 @@ def _bench_json(config: BenchConfig) -> dict[str, Any]:
         **json.loads(json.dumps(own, default=lambda o: dataclasses.asdict(o))),
         "base": config.base.to_dict(),
     }
-
-
-def _run_in_subprocess(config: RunConfig, resume: bool) -> None:
-    """One run in a fresh process: its peak memory is its own, and a crash stays contained."""
-    folder = Path(config.output.out)
-    if not resume and folder.exists():
-        shutil.rmtree(folder)  # started but never checkpointed: nothing to keep
-    context = multiprocessing.get_context("spawn")
-    errors = context.SimpleQueue()
-    process = context.Process(target=_train_or_resume, args=(config.to_dict(), resume, errors))
-    process.start()
-    process.join()
-    if process.exitcode != 0:
-        if not errors.empty():
-            reason = errors.get()
-        elif process.exitcode < 0:
-            reason = f"killed by signal {-process.exitcode}"
-        else:
-            reason = f"exit code {process.exitcode}; see the message above"
-        raise RuntimeError(
-            f"bench run {folder.name} failed: {reason}. Fix it and run the bench again: "
-            "finished runs are kept"
-        )
-
-
-def _train_or_resume(nested: dict[str, Any], resume: bool, errors: Any = None) -> None:
-    from transformers.utils import logging as hf_logging
-
-    from .runner import Experiment
-    from .runner import resume as resume_run
-
-    hf_logging.disable_progress_bar()  # the bench reports per run; load/save bars are noise
-    try:
-        config = run_config.resolve(nested)
-        if resume:
-            resume_run(config.output.out, iterations=config.loop.iterations, progress=False)
-        else:
-            Experiment(config).run()
-    except (ValueError, FileNotFoundError, OSError, KeyError) as error:
-        # a user's error (a setting, a file): its message says it all, no traceback
-        if errors is not None:
-            errors.put(f"{type(error).__name__}: {str(error)[:4000]}")
-        sys.exit(1)
-    except Exception as error:
-        if errors is not None:
-            errors.put(f"{type(error).__name__}: {str(error)[:4000]} (traceback above)")
-        raise

@@ -128,11 +128,15 @@ class RunDir:
 
     # --- config -----------------------------------------------------------
 
-    def write_config(self, config: RunConfig, versions: dict[str, str] | None = None) -> None:
-        """Writes ``run_config.json`` atomically: the config in full and who wrote it
-        (zo-llm's version, and ``versions`` of what generated: ``{"vllm": "0.32.0"}``)."""
+    def write_config(
+        self, config: RunConfig | dict[str, Any], versions: dict[str, str] | None = None
+    ) -> None:
+        """Writes ``run_config.json`` atomically: the config in full (a config, or its nested
+        dict) and who wrote it (zo-llm's version, and ``versions`` of what generated:
+        ``{"vllm": "0.32.0"}``)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        document = {"zo_llm_version": __version__, "config": config.to_dict()}
+        nested = config if isinstance(config, dict) else config.to_dict()
+        document = {"zo_llm_version": __version__, "config": nested}
         if versions:
             document["versions"] = versions
         _atomic_write_text(self.config_file, json.dumps(document, indent=2))

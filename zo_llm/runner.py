@@ -163,6 +163,7 @@ class Experiment:
         start = time.perf_counter()
         examples = self.minibatch(self.iteration)
         members = self.strategy.evaluations_per_iteration()
+        counted = self.generator.counts()
 
         def evaluate(candidates: Sequence[Any]) -> Scores:
             scores = self.evaluator.evaluate(candidates, examples)
@@ -192,8 +193,18 @@ class Experiment:
             "time": self.elapsed,
             "samples": self.samples,
             "peak_memory_mb": peak_memory_mb(self.model.device),
+            **self._work_since(counted),
             **self.evaluator.take_counters(),
         }
+
+    def _work_since(self, counted: dict[str, int | None]) -> dict[str, int | None]:
+        """The iteration's generated tokens and forward passes (none backward: no gradients);
+        where members run in worker processes this process does not see them (left out)."""
+        if self.evaluator.wrapper:
+            return {}
+        now = self.generator.counts()
+        work = {k: None if v is None else v - counted[k] for k, v in now.items()}
+        return {**work, "backward_passes": 0}
 
     @contextlib.contextmanager
     def reporting(self, phase: str, total: int, rows_per_unit: int) -> Iterator[None]:

@@ -61,6 +61,12 @@ class HFGenerator(Generator):
             eos_token_id=eos if eos is not None else tokenizer.eos_token_id,
             stop_strings=list(self.stop) or None,
         )
+        self.forward_passes = 0
+        model.register_forward_pre_hook(self._count_forward)
+
+    def _count_forward(self, module: Any, args: Any) -> None:
+        del module, args
+        self.forward_passes += 1
 
     @classmethod
     def create(
@@ -195,7 +201,9 @@ class HFGenerator(Generator):
             tokenizer=self.tokenizer if self.stop else None,
             **self._shared_prefix(batch, blocks),
         )
-        texts = self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
+        generated = output[:, width:]
+        self.generated_tokens += int((generated != self.generation_config.pad_token_id).sum())
+        texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
         return [cut_at_stop(text, self.stop) for text in texts] if self.stop else texts
 
     def _shared_prefix(self, batch: list[list[int]], blocks: int) -> dict[str, Any]:

@@ -219,6 +219,8 @@ class VLLMGenerator(Generator):
         requests = [TokensPrompt(prompt_token_ids=ids) for ids in prepared]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
         self.report(len(prepared))
+        if not any(param.temperature for param in params):  # greedy, as the base class counts
+            self.generated_tokens += sum(len(output.outputs[0].token_ids) for output in outputs)
         return [output.outputs[0].text for output in outputs]
 
     def _params(self, **options: Any) -> Any:
