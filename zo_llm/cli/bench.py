@@ -37,6 +37,10 @@ bench.toml (any zo-llm train setting applies to every run, e.g. batch_size, eval
   [[strategies]]
   name = "cma-es"
   spaces = ["svd"]       # vector strategies cannot search full; run it on svd only
+  [[strategies]]         # the gradient baseline: TRL's GRPO (pip install 'zo-llm[baseline]')
+  name = "grpo"          # on the same budget of training completions (budget is required)
+  spaces = ["full"]      # full: every weight; lora: a peft adapter (add a lora space)
+  completions = 4        # per prompt; prompts_per_step = 4, lr = 1e-5, beta = 0, temperature = 1
 
 """
 
