@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .tasks.base import Task
 
 OBJECT_PREFIX = "python:"
+REASONING_GYM = "reasoning-gym:"
 
 
 def registry(kind: str) -> Any:
@@ -53,6 +54,8 @@ def task_reference(name: str, options: dict[str, Any] | None) -> tuple[str | Non
     from .tasks.loading import BUILDERS as DATA_SUFFIXES
 
     options = dict(options or {})
+    if name.startswith(REASONING_GYM):  # reasoning-gym:NAME, a dataset of that registry entry
+        return REASONING_GYM[:-1], {**options, "dataset": name[len(REASONING_GYM) :]}
     if ":" in name and not name.startswith(OBJECT_PREFIX) and not Path(name).exists():
         return None, options
     if name not in registry("task") and (Path(name).suffix in DATA_SUFFIXES or Path(name).is_dir()):

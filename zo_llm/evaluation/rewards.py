@@ -43,6 +43,7 @@ from ..errors import RewardsFailed
 
 if TYPE_CHECKING:
     from ..tasks.base import Example, Task
+    from .external import RewardSource
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +84,24 @@ def reward_value(outcome: Outcome, example: Example) -> float:
 class RewardScorer:
     """Scores completions with ``task.reward``, each call under ``timeout`` seconds (or none)."""
 
-    def __init__(self, task: Task, timeout: float | None = None, max_timeouts: int = 0) -> None:
+    def __init__(
+        self,
+        task: Task,
+        timeout: float | None = None,
+        max_timeouts: int = 0,
+        sources: Sequence[tuple[RewardSource, float]] = (),
+        task_weight: float = 1.0,
+    ) -> None:
         if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"reward timeout={timeout} must be a positive number of seconds")
         self.task = task
+        #: Batched rewards from elsewhere with their weights (:mod:`.external`), and the
+        #: task's own weight in the sum.
+        self.sources = list(sources)
+        self.task_weight = task_weight
+        #: With sources: each part of the last call's rewards by name (``task``,
+        #: ``reward_model``, ``reward_url``), for held-out metrics of each.
+        self.last_parts: dict[str, list[float]] = {}
         self.timeout = timeout
         self.max_timeouts = max_timeouts  # 0: never stop for timeouts
         self.timeouts_in_a_row = 0
@@ -107,7 +122,23 @@ class RewardScorer:
             self._observe(outcomes, pairs)
         else:
             outcomes = self._bounded(pairs)
-        return [reward_value(o, e) for o, (e, _) in zip(outcomes, pairs, strict=True)]
+        rewards = [reward_value(o, e) for o, (e, _) in zip(outcomes, pairs, strict=True)]
+        return self._with_sources(rewards, pairs) if self.sources else rewards
+
+    def _with_sources(self, rewards: list[float], pairs: list[tuple[Example, str]]) -> list[float]:
+        """The weighted sum of the task's ``rewards`` and each source's scores."""
+        examples = [e for e, _ in pairs]
+        prompts = [self.task.prompt(e) for e in examples]
+        completions = [c for _, c in pairs]
+        self.last_parts = {"task": rewards}
+        total = [self.task_weight * r for r in rewards] if self.task_weight else [0.0] * len(pairs)
+        for source, weight in self.sources:
+            outcomes = source.score(prompts, completions, examples)
+            self._observe(outcomes, pairs)
+            values = [reward_value(o, e) for o, e in zip(outcomes, examples, strict=True)]
+            self.last_parts[source.name] = values
+            total = [t + weight * v for t, v in zip(total, values, strict=True)]
+        return total
 
     def _bounded(self, pairs: list[tuple[Example, str]]) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -155,6 +186,8 @@ class RewardScorer:
         if self._child is not None:
             self._child.stop()
             self._child = None
+        for source, _ in self.sources:
+            source.close()
 
     def __del__(self) -> None:
         self.close()

@@ -22,6 +22,8 @@ called with the ``--task-opt`` options that returns a task.
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,18 +56,48 @@ def numeric(completion: str, answer: Any) -> float:
     return float(predicted is not None and expected is not None and predicted == expected)
 
 
+def math_equal(completion: str, answer: Any) -> float:
+    """1.0 when the completion's answer is mathematically the answer (math-verify: ``1/2``,
+    ``0.5`` and ``\\frac{1}{2}`` alike; ``\\boxed{}`` preferred where given).
+
+    math-verify's own alarm-based time limits are off (they need the main thread);
+    the run's reward time limit bounds the call (and their warning that they are off is
+    left unsaid: it would be logged at every call).
+    """
+    from math_verify import parse, verify
+
+    for module in ("parser", "grader"):
+        logging.getLogger(f"math_verify.{module}").setLevel(logging.ERROR)
+
+    gold = parse(str(answer), parsing_timeout=None)
+    predicted = parse(completion, parsing_timeout=None)
+    return float(bool(gold) and bool(predicted) and verify(gold, predicted, timeout_seconds=None))
+
+
 #: Rewards by name, for ``reward="..."`` and ``--task-opt reward=...``.
 BUILTIN_REWARDS: dict[str, Callable[[str, Any], float]] = {
     "exact_match": exact_match,
     "contains": contains,
     "numeric": numeric,
+    "math": math_equal,
 }
+#: Built-in rewards that need an extra, and the package it installs.
+EXTRA_OF_REWARD = {"math": ("math_verify", "pip install 'zo-llm[math]'")}
+
+
+def check_reward_name(name: str, owner: str) -> None:
+    """Refuses an unknown built-in reward, or one whose extra is missing, naming the fix."""
+    if name not in BUILTIN_REWARDS:
+        known = ", ".join(BUILTIN_REWARDS)
+        raise ValueError(f"{owner}unknown reward {name!r}; use one of: {known}")
+    package, install = EXTRA_OF_REWARD.get(name, (None, ""))
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise ValueError(f"{owner}reward={name!r} needs {package}: {install}")
 
 
 def builtin_reward(name: str, answer_field: str = "answer") -> RewardFunction:
     """The named built-in reward, comparing a completion with ``example[answer_field]``."""
-    if name not in BUILTIN_REWARDS:
-        raise ValueError(f"unknown reward {name!r}; use one of: {', '.join(BUILTIN_REWARDS)}")
+    check_reward_name(name, "")
     compare = BUILTIN_REWARDS[name]
     return lambda example, completion: compare(completion, example[answer_field])
 
@@ -172,11 +204,7 @@ class FileTaskConfig(DataTaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.reward not in BUILTIN_REWARDS:
-            raise ValueError(
-                f"file task: unknown reward {self.reward!r}; use one of: "
-                f"{', '.join(BUILTIN_REWARDS)}"
-            )
+        check_reward_name(self.reward, "file task: ")
 
 
 @TASKS.register("file")

@@ -26,6 +26,9 @@ HUB_ID = "openai/gsm8k"
 SAMPLE_DATA = Path(__file__).parent / "data" / "gsm8k_sample.jsonl"
 FIELDS = ("question", "answer")
 
+#: How a completion is graded (the ``reward`` option).
+GRADERS = ("number", "math")
+
 DEFAULT_INSTRUCTION = (
     "Solve the following math problem. Reason step by step, then give the final answer as a "
     "number on the last line in the form '#### <number>'."
@@ -100,9 +103,22 @@ class GSM8KConfig(DataTaskConfig):
     instruction: str = field(
         default=DEFAULT_INSTRUCTION, metadata={"help": "Text asking for reasoning and a number."}
     )
+    reward: str = field(
+        default="number",
+        metadata={
+            "help": "number: the final number equals the reference's; math: math-verify "
+            "decides (1/2, 0.5 and \\frac{1}{2} alike; pip install 'zo-llm[math]')."
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.reward not in GRADERS:
+            raise ValueError(f"reward={self.reward!r}; use one of: {', '.join(GRADERS)}")
+        if self.reward == "math":
+            from .custom import check_reward_name
+
+            check_reward_name("math", "")
         if self.few_shot < 0:
             raise ValueError(f"gsm8k: few_shot={self.few_shot} must be >= 0")
 
@@ -157,6 +173,10 @@ class GSM8KTask(DataTask):
         return f"{self.config.instruction}\n\n{example['question']}"
 
     def reward(self, example: Example, completion: str) -> float:
+        if self.config.reward == "math":
+            from .custom import math_equal
+
+            return math_equal(completion, reference_number(example["answer"]))
         return 1.0 if is_correct(completion, example["answer"]) else 0.0
 
     def metrics(
