@@ -57,6 +57,7 @@ def test_the_line_format_shows_solved_problems_and_scores_the_first_line():
     assert prompt.endswith(f"Question: {example['question']}\nAnswer:")
     assert task.stop == ("\n",)
     assert task.reward(example, f" {example['answer']} ") == 1.0
+    assert task.reward(example, f"{example['answer']}\nQuestion: 1 + 1") == 1.0  # first line
     assert task.reward(example, "") == 0.0
 
 
@@ -88,6 +89,7 @@ def test_the_generators_own_settings_are_passed_and_checked():
             "answer_format='boxed'; use one of: tag, line",
         ),
         ("reasoning-gym:products", {"data": "x.jsonl"}, "data= is not used"),
+        ("reasoning-gym:products", {"shots": 2}, "shots=2: solved problems are shown with"),
     ],
 )
 def test_bad_names_and_options_are_refused(name, options, message):

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from .tasks.base import Task
 
 OBJECT_PREFIX = "python:"
-REASONING_GYM = "reasoning-gym:"
 
 
 def registry(kind: str) -> Any:
@@ -52,6 +51,7 @@ def task_reference(name: str, options: dict[str, Any] | None) -> tuple[str | Non
     file or folder is the ``file`` task with ``data=`` that path.
     """
     from .tasks.loading import BUILDERS as DATA_SUFFIXES
+    from .tasks.reasoning_gym import PREFIX as REASONING_GYM
 
     options = dict(options or {})
     if name.startswith(REASONING_GYM):  # reasoning-gym:NAME, a dataset of that registry entry

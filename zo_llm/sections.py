@@ -308,11 +308,30 @@ class LoopSection:
                 f"reward_url={self.reward_url!r} is not an http(s) URL, e.g. "
                 "http://127.0.0.1:8000/score"
             )
-        if self.reward_model_device is not None and self.reward_model is None:
-            raise ValueError("reward_model_device is set without a reward_model")
+        self._check_reward_sources()
         if not self.reward_timeout >= 0:
             raise ValueError(
                 f"reward_timeout={self.reward_timeout} must be >= 0 seconds (0: no limit)"
+            )
+
+    def _check_reward_sources(self) -> None:
+        """Weights that mean something: finite, each with its source, not all zero."""
+        given = {"reward_model": self.reward_model, "reward_url": self.reward_url}
+        for name in ("task_reward_weight", *(f"{source}_weight" for source in given)):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name}={getattr(self, name)} must be a finite number")
+        for source, value in given.items():
+            weight = getattr(self, f"{source}_weight")
+            if value is None and weight != 1.0:
+                raise ValueError(f"{source}_weight={weight} is set without a {source}")
+            if value is not None and weight == 0:
+                raise ValueError(f"{source}_weight=0 leaves the {source} out: drop --{source}")
+        if self.reward_model_device is not None and self.reward_model is None:
+            raise ValueError("reward_model_device is set without a reward_model")
+        if self.task_reward_weight != 1.0 and not any(given.values()):
+            raise ValueError(
+                f"task_reward_weight={self.task_reward_weight} weighs the task's reward against "
+                "a reward_model or reward_url; without either it changes nothing"
             )
 
 

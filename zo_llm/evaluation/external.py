@@ -22,9 +22,8 @@ request is bounded by the run's ``reward_timeout``.
 
 from __future__ import annotations
 
+import http.client
 import json
-import math
-import numbers
 import socket
 import time
 import urllib.error
@@ -33,8 +32,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-#: One record's outcome, as :mod:`zo_llm.evaluation.rewards` says it.
-Outcome = tuple[str, Any]
+from .rewards import Outcome, value_outcome
+
 #: Seconds waited before each retry of a request that could not connect.
 BACKOFF = (0.5, 1.0, 2.0)
 #: Rows per forward pass of the reward model.
@@ -55,14 +54,6 @@ class RewardSource:
         """Releases what the source holds (a model's memory)."""
 
 
-def _value(value: Any, who: str) -> Outcome:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return f"{who}: returned {type(value).__name__}", repr(value)[:80]
-    if not math.isfinite(float(value)):
-        return f"{who}: returned {value}", ""
-    return "value", float(value)
-
-
 class RewardServer(RewardSource):
     """Records POSTed as JSON, one number per record back (the module's protocol)."""
 
@@ -77,27 +68,31 @@ class RewardServer(RewardSource):
             {"prompt": p, "completion": c, "example": e}
             for p, c, e in zip(prompts, completions, examples, strict=True)
         ]
+        if not records:
+            return []
         values = self._values(records)
         if isinstance(values, tuple):  # the whole batch failed: one outcome for each record
             return [values] * len(records)
-        return [_value(v, "reward server") for v in values]
+        return [value_outcome(v, "reward server: ") for v in values]
 
     def _values(self, records: list[dict[str, Any]]) -> list[Any] | Outcome:
         """The numbers the server answers, or the failure of the whole request."""
+        try:  # strict JSON: a NaN in an example is refused here, not sent
+            body = json.dumps(records, default=str, allow_nan=False).encode()
+        except (TypeError, ValueError) as error:
+            return "reward server: records not JSON", str(error)
         try:
-            answer = self._post(json.dumps(records, default=str).encode())
+            answer = self._post(body)
         except TimeoutError:
-            return "reward server: timed out", f"{self.url}, after {self.timeout:g} s"
+            return "reward server: timed out", f"{self.url}, after {self.timeout} s"
         except urllib.error.HTTPError as error:
             return f"reward server: HTTP {error.code}", str(error.reason)
-        except OSError as error:
-            return (
-                "reward server: connection failed",
-                f"{self.url}: {getattr(error, 'reason', error)}",
-            )
+        except (OSError, http.client.HTTPException) as error:
+            detail = f"{self.url}: {getattr(error, 'reason', error)}"
+            return "reward server: connection failed", detail
         try:
             values = json.loads(answer)
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON, or not text
             return "reward server: not JSON", answer[:80].decode(errors="replace")
         if isinstance(values, dict):
             values = values.get("rewards")
@@ -107,23 +102,26 @@ class RewardServer(RewardSource):
         return values
 
     def _post(self, body: bytes) -> bytes:
-        """The server's answer; connection errors retried with :data:`BACKOFF`."""
+        """The server's answer. A refused or broken connection and a busy server (HTTP 429,
+        5xx) are retried after each wait of :data:`BACKOFF`; a read slower than the time
+        limit is not (the server is working, and another try would wait as long)."""
         request = urllib.request.Request(
             self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
         )
-        for wait in (*BACKOFF, None):
+        for wait in BACKOFF:
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return response.read()
-            except urllib.error.HTTPError:
-                raise
-            except urllib.error.URLError as error:
-                if isinstance(error.reason, TimeoutError | socket.timeout):
-                    raise TimeoutError from None
-                if wait is None:
+                return self._send(request)
+            except urllib.error.HTTPError as error:
+                if error.code != 429 and error.code < 500:
                     raise
-                time.sleep(wait)
-        raise AssertionError("unreachable")
+            except (urllib.error.URLError, http.client.HTTPException, ConnectionError):
+                pass
+            time.sleep(wait)
+        return self._send(request)
+
+    def _send(self, request: urllib.request.Request) -> bytes:
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            return response.read()
 
 
 class RewardModel(RewardSource):
@@ -140,6 +138,8 @@ class RewardModel(RewardSource):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(source)
+        self.tokenizer.truncation_side = "left"  # a long text keeps its end: the completion
+        self.templated = bool(getattr(self.tokenizer, "chat_template", None))
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForSequenceClassification.from_pretrained(source).to(device)
@@ -147,7 +147,7 @@ class RewardModel(RewardSource):
         self.model.eval()
 
     def text(self, prompt: Any, completion: str) -> str:
-        if getattr(self.tokenizer, "chat_template", None):
+        if self.templated:
             messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
             turn = [{"role": "assistant", "content": completion}]
             return self.tokenizer.apply_chat_template(list(messages) + turn, tokenize=False)
@@ -166,9 +166,10 @@ class RewardModel(RewardSource):
                     return_tensors="pt",
                     padding=True,
                     truncation=True,
+                    add_special_tokens=not self.templated,  # the template has its own
                 ).to(self.model.device)
                 scores += self.model(**batch).logits[:, 0].float().tolist()
-        return [_value(s, "reward model") for s in scores]
+        return [value_outcome(s, "reward model: ") for s in scores]
 
     def close(self) -> None:
         self.model = None

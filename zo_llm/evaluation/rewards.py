@@ -59,11 +59,17 @@ def call_reward(task: Task, example: Example, completion: str) -> Outcome:
         value = task.reward(example, completion)
     except Exception as error:  # a user's reward must not kill a long run
         return f"raised {type(error).__name__}", str(error)
+    return value_outcome(value)
+
+
+def value_outcome(value: Any, who: str = "") -> Outcome:
+    """``("value", float)`` for a finite real number (bool, int, float), else the failure:
+    ``returned str`` (``who`` names a source: ``reward server: returned str``)."""
     if not isinstance(value, numbers.Real):
-        return f"returned {type(value).__name__}", repr(value)[:80]
+        return f"{who}returned {type(value).__name__}", repr(value)[:80]
     value = float(value)
     if not math.isfinite(value):
-        return f"returned {value}", ""
+        return f"{who}returned {value}", ""
     return "value", value
 
 

@@ -61,8 +61,8 @@ def math_equal(completion: str, answer: Any) -> float:
     ``0.5`` and ``\\frac{1}{2}`` alike; ``\\boxed{}`` preferred where given).
 
     math-verify's own alarm-based time limits are off (they need the main thread);
-    the run's reward time limit bounds the call (and their warning that they are off is
-    left unsaid: it would be logged at every call).
+    the run's reward time limit (``--reward-timeout``; 0: none) bounds the call, and
+    their warning that they are off is left unsaid (it would come at every call).
     """
     from math_verify import parse, verify
 

@@ -176,7 +176,8 @@ class GSM8KTask(DataTask):
         if self.config.reward == "math":
             from .custom import math_equal
 
-            return math_equal(completion, reference_number(example["answer"]))
+            reference = reference_number(example["answer"])  # Decimal 70 prints 7E+1
+            return math_equal(completion, "" if reference is None else format(reference, "f"))
         return 1.0 if is_correct(completion, example["answer"]) else 0.0
 
     def metrics(

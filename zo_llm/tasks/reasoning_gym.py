@@ -27,6 +27,7 @@ import dataclasses
 import difflib
 import importlib.util
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -80,6 +81,11 @@ class ReasoningGymConfig(DataTaskConfig):
             )
         if self.shots < 0:
             raise ValueError(f"shots={self.shots} must be at least 0")
+        if self.shots and self.answer_format == "tag":
+            raise ValueError(
+                f"shots={self.shots}: solved problems are shown with answer_format='line'; "
+                "the tag format asks with reasoning-gym's system prompt alone"
+            )
         if self.data is not None:
             raise ValueError("reasoning-gym generates its problems: data= is not used")
         if self.dataset:  # the name and the generator's options, checked now
@@ -110,7 +116,10 @@ class ReasoningGymConfig(DataTaskConfig):
                 f"taken (seed and size are the task's own options); its settings: "
                 f"{', '.join(t for t in taken if t not in ('seed', 'size'))}"
             )
-        config = config_class(**self.settings, seed=self.seed, size=sum(self.sizes()))
+        # a quarter more than asked: repeated questions are dropped (the first ones drawn
+        # do not depend on the size: reasoning-gym seeds each item by its index)
+        size = sum(self.sizes()) * 5 // 4 + 1
+        config = config_class(**self.settings, seed=self.seed, size=size)
         try:
             config.validate()
         except (AssertionError, ValueError) as error:
@@ -168,6 +177,12 @@ class ReasoningGymTask(DataTask):
                 problems.append({**entry, "index": index})
         held_out, shots, train = self.config.sizes()
         cut = (held_out, held_out + shots, held_out + shots + train)
+        if len(problems) < cut[2]:
+            raise ValueError(
+                f"{self.name}: {len(problems)} distinct problems of the {cut[2]} asked "
+                f"(eval_size {held_out} + shots {shots} + train_size {train}); lower the "
+                "sizes or widen the generator's settings"
+            )
         return {
             "eval": problems[: cut[0]],
             "shots": problems[cut[0] : cut[1]],
@@ -195,9 +210,9 @@ class ReasoningGymTask(DataTask):
         return ask(f"{text}Question: {example['question']}\nAnswer:", self.config.chat, messages)
 
     def answer_of(self, completion: str) -> str | None:
-        """What is scored: the tags' content, or the first line."""
+        """What is scored: the tags' content, or the first line (whatever the stop strings)."""
         if self.config.answer_format == "line":
-            return completion.strip() or None
+            return completion.strip().split("\n", 1)[0].strip() or None
         from reasoning_gym.utils import extract_answer
 
         return extract_answer(completion, tag_name="answer")
@@ -212,7 +227,7 @@ class ReasoningGymTask(DataTask):
         """Accuracy (full marks), the mean reward (partial credit counts), and how often an
         answer was found where the format says."""
         answered = [float(self.answer_of(c) is not None) for c in completions]
-        right = [float(r == 1.0) if r == r else r for r in rewards]
+        right = [r if math.isnan(r) else float(r == 1.0) for r in rewards]
         return {
             "accuracy": mean_finite(right),
             "reward": mean_finite(rewards),
