@@ -18,7 +18,7 @@ from zo_llm.errors import RewardsFailed
 from zo_llm.evaluation import external
 from zo_llm.evaluation.external import RewardModel, RewardServer, check_reward_sources
 from zo_llm.evaluation.rewards import RewardScorer
-from zo_llm.tasks.custom import math_equal
+from zo_llm.tasks.math_grading import math_equal
 
 pytest.importorskip("math_verify")
 

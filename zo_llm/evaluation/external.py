@@ -28,30 +28,15 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-from .rewards import Outcome, value_outcome
+from .rewards import Outcome, RewardSource, value_outcome
 
 #: Seconds waited before each retry of a request that could not connect.
 BACKOFF = (0.5, 1.0, 2.0)
 #: Rows per forward pass of the reward model.
 MODEL_BATCH = 32
-
-
-class RewardSource:
-    """A batched reward: one outcome per (prompt, completion, example)."""
-
-    name = "source"
-
-    def score(
-        self, prompts: Sequence[Any], completions: Sequence[str], examples: Sequence[Any]
-    ) -> list[Outcome]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Releases what the source holds (a model's memory)."""
 
 
 class RewardServer(RewardSource):

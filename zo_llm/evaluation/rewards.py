@@ -43,7 +43,6 @@ from ..errors import RewardsFailed
 
 if TYPE_CHECKING:
     from ..tasks.base import Example, Task
-    from .external import RewardSource
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +50,21 @@ logger = logging.getLogger(__name__)
 Outcome = tuple[str, Any]
 
 _warned: set[str] = set()
+
+
+class RewardSource:
+    """A batched reward from elsewhere (a model, a server: :mod:`.external`), summed with the
+    task's by weight: one outcome per (prompt, completion, example)."""
+
+    name = "source"
+
+    def score(
+        self, prompts: Sequence[Any], completions: Sequence[str], examples: Sequence[Any]
+    ) -> list[Outcome]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Releases what the source holds (a model's memory)."""
 
 
 def call_reward(task: Task, example: Example, completion: str) -> Outcome:

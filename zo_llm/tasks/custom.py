@@ -22,8 +22,6 @@ called with the ``--task-opt`` options that returns a task.
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 from .base import TASKS, DataTask, DataTaskConfig, Example, Prompt, Task, ask, check_split
 from .gsm8k import extract_number, parse_number
 from .loading import check_fields
+from .math_grading import math_equal, require_math_verify
 
 RewardFunction = Callable[[Example, str], float]
 
@@ -56,24 +55,6 @@ def numeric(completion: str, answer: Any) -> float:
     return float(predicted is not None and expected is not None and predicted == expected)
 
 
-def math_equal(completion: str, answer: Any) -> float:
-    """1.0 when the completion's answer is mathematically the answer (math-verify: ``1/2``,
-    ``0.5`` and ``\\frac{1}{2}`` alike; ``\\boxed{}`` preferred where given).
-
-    math-verify's own alarm-based time limits are off (they need the main thread);
-    the run's reward time limit (``--reward-timeout``; 0: none) bounds the call, and
-    their warning that they are off is left unsaid (it would come at every call).
-    """
-    from math_verify import parse, verify
-
-    for module in ("parser", "grader"):
-        logging.getLogger(f"math_verify.{module}").setLevel(logging.ERROR)
-
-    gold = parse(str(answer), parsing_timeout=None)
-    predicted = parse(completion, parsing_timeout=None)
-    return float(bool(gold) and bool(predicted) and verify(gold, predicted, timeout_seconds=None))
-
-
 #: Rewards by name, for ``reward="..."`` and ``--task-opt reward=...``.
 BUILTIN_REWARDS: dict[str, Callable[[str, Any], float]] = {
     "exact_match": exact_match,
@@ -81,8 +62,6 @@ BUILTIN_REWARDS: dict[str, Callable[[str, Any], float]] = {
     "numeric": numeric,
     "math": math_equal,
 }
-#: Built-in rewards that need an extra, and the package it installs.
-EXTRA_OF_REWARD = {"math": ("math_verify", "pip install 'zo-llm[math]'")}
 
 
 def check_reward_name(name: str, owner: str) -> None:
@@ -90,9 +69,8 @@ def check_reward_name(name: str, owner: str) -> None:
     if name not in BUILTIN_REWARDS:
         known = ", ".join(BUILTIN_REWARDS)
         raise ValueError(f"{owner}unknown reward {name!r}; use one of: {known}")
-    package, install = EXTRA_OF_REWARD.get(name, (None, ""))
-    if package is not None and importlib.util.find_spec(package) is None:
-        raise ValueError(f"{owner}reward={name!r} needs {package}: {install}")
+    if name == "math":
+        require_math_verify(owner)
 
 
 def builtin_reward(name: str, answer_field: str = "answer") -> RewardFunction:

@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from .base import TASKS, DataTask, DataTaskConfig, Example, Prompt, ask, mean_finite
+from .math_grading import math_equal, require_math_verify
 
 HUB_ID = "openai/gsm8k"
 #: Problems in GSM8K's format written for zo-llm's tests (not from the dataset).
@@ -116,9 +117,7 @@ class GSM8KConfig(DataTaskConfig):
         if self.reward not in GRADERS:
             raise ValueError(f"reward={self.reward!r}; use one of: {', '.join(GRADERS)}")
         if self.reward == "math":
-            from .custom import check_reward_name
-
-            check_reward_name("math", "")
+            require_math_verify()
         if self.few_shot < 0:
             raise ValueError(f"gsm8k: few_shot={self.few_shot} must be >= 0")
 
@@ -174,8 +173,6 @@ class GSM8KTask(DataTask):
 
     def reward(self, example: Example, completion: str) -> float:
         if self.config.reward == "math":
-            from .custom import math_equal
-
             reference = reference_number(example["answer"])  # Decimal 70 prints 7E+1
             return math_equal(completion, "" if reference is None else format(reference, "f"))
         return 1.0 if is_correct(completion, example["answer"]) else 0.0
