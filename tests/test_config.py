@@ -313,3 +313,12 @@ def test_a_run_folder_with_loop_fitness_resumes_with_its_shaping(tmp_path, fitne
     (tmp_path / "run_config.json").write_text(json.dumps({"config": saved}))
     config = run_config.resolve(RunDir(tmp_path).read_config())
     assert config.strategy.options.shaping == shaping
+
+
+def test_a_setting_added_since_a_run_was_saved_counts_as_its_default():
+    wanted = zo_llm.resolve({}).to_dict()
+    saved = {section: dict(values) for section, values in wanted.items()}
+    del saved["loop"]["task_reward_weight"]  # a run saved before the setting existed
+    assert run_config.differences(saved, wanted) == []
+    changed = zo_llm.resolve({"reward_url": "http://h", "task_reward_weight": 0.5}).to_dict()
+    assert "task_reward_weight (run: 1.0, config: 0.5)" in run_config.differences(saved, changed)

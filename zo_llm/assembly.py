@@ -13,6 +13,7 @@ size from the model's shapes, and the space methods the strategy calls.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ from .components import (
 )
 from .config import SHORTCUTS, RunConfig
 from .evaluation import Evaluator, build_evaluator, check_distribution, choose_evaluator
+from .evaluation.external import build_reward_sources, check_reward_sources
 from .evaluation.rewards import RewardScorer
 from .generation import GENERATORS, Generator, stop_strings
 from .lazy import torch
@@ -140,6 +142,7 @@ def build_run(
             strategy_class.check_pairing(space, config.strategy.options)
         backend.check(config.model, type(space))
         check_space_size(config, space, model)  # before loading: from the model's shapes
+    check_reward_sources(config.loop)  # before the policy model loads
     if config.model.threads:
         torch.set_num_threads(config.model.threads)
     if model is None:
@@ -156,7 +159,7 @@ def build_run(
     if probe is not None:
         prompts += [probe.task.prompt(example) for example in probe.examples]
     generator = backend.create(model, tokenizer, config.model, rows, stop, prompts)
-    scorer = scorer_of(config, task)
+    scorer = scorer_of(config, task, build_reward_sources(config.loop, model.device))
     run = Run(config, model, tokenizer, task, train_examples, eval_examples, generator, scorer)
     run.probe = probe
     if searching:
@@ -175,9 +178,17 @@ def build_run(
     return run
 
 
-def scorer_of(config: RunConfig, task: Any) -> RewardScorer:
-    """``task``'s rewards under the run's time limit and timeout budget."""
-    return RewardScorer(task, config.loop.reward_timeout or None, config.loop.max_reward_timeouts)
+def scorer_of(config: RunConfig, task: Any, sources: Sequence[Any] = ()) -> RewardScorer:
+    """``task``'s rewards under the run's time limit and timeout budget, weighted and summed
+    with ``sources`` (the run's reward model and server) where given."""
+    loop = config.loop
+    return RewardScorer(
+        task,
+        loop.reward_timeout or None,
+        loop.max_reward_timeouts,
+        sources,
+        loop.task_reward_weight,
+    )
 
 
 def build_probe(config: RunConfig) -> Probe | None:

@@ -51,8 +51,11 @@ def task_reference(name: str, options: dict[str, Any] | None) -> tuple[str | Non
     file or folder is the ``file`` task with ``data=`` that path.
     """
     from .tasks.loading import BUILDERS as DATA_SUFFIXES
+    from .tasks.reasoning_gym import PREFIX as REASONING_GYM
 
     options = dict(options or {})
+    if name.startswith(REASONING_GYM):  # reasoning-gym:NAME, a dataset of that registry entry
+        return REASONING_GYM[:-1], {**options, "dataset": name[len(REASONING_GYM) :]}
     if ":" in name and not name.startswith(OBJECT_PREFIX) and not Path(name).exists():
         return None, options
     if name not in registry("task") and (Path(name).suffix in DATA_SUFFIXES or Path(name).is_dir()):

@@ -158,8 +158,13 @@ RESUMABLE = ("iterations", *(name for name in MACHINE if name != "out"))
 
 def differences(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
     """``key (run: ..., config: ...)`` for each setting of two nested configs that differs,
-    by flat name; the :data:`MACHINE` settings, which change no number, are not compared."""
+    by flat name; the :data:`MACHINE` settings, which change no number, are not compared,
+    and a setting the saved run does not have (added to zo-llm since) is its default."""
     have, want = flatten(saved), flatten(wanted)
+    fields = settings()
+    for key, (_, known) in fields.items():
+        if key not in have and known.default is not dataclasses.MISSING:
+            have[key] = known.default
     differing = []
     for key in sorted(set(have) | set(want)):
         if key in MACHINE:

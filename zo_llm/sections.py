@@ -261,6 +261,32 @@ class LoopSection:
             "one the space supports)"
         ),
     )
+    reward_model: str | None = field(
+        default=None,
+        metadata=_help(
+            "a sequence-classification model (folder or hub id, one label) scoring prompt + "
+            "completion, added to the reward (docs/guide.md, 'Rewards from elsewhere')"
+        ),
+    )
+    reward_model_device: str | None = field(
+        default=None, metadata=_help("where the reward model runs (None: the run's device)")
+    )
+    reward_url: str | None = field(
+        default=None,
+        metadata=_help(
+            "a reward server: batches of {prompt, completion, example} are POSTed as JSON, "
+            "one number per record comes back, added to the reward"
+        ),
+    )
+    task_reward_weight: float = field(
+        default=1.0, metadata=_help("weight of the task's own reward in the sum (0: left out)")
+    )
+    reward_model_weight: float = field(
+        default=1.0, metadata=_help("weight of the reward model's score in the sum")
+    )
+    reward_url_weight: float = field(
+        default=1.0, metadata=_help("weight of the reward server's number in the sum")
+    )
 
     def __post_init__(self) -> None:
         at_least(self, 1, "iterations", "batch_size")
@@ -277,9 +303,35 @@ class LoopSection:
         if (self.workers > 1 or self.ray_address) and importlib.util.find_spec("ray") is None:
             raise ValueError("workers > 1 needs Ray: pip install 'zo-llm[ray]'")
         at_least(self, 0, "max_reward_timeouts")
+        if self.reward_url is not None and not self.reward_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"reward_url={self.reward_url!r} is not an http(s) URL, e.g. "
+                "http://127.0.0.1:8000/score"
+            )
+        self._check_reward_sources()
         if not self.reward_timeout >= 0:
             raise ValueError(
                 f"reward_timeout={self.reward_timeout} must be >= 0 seconds (0: no limit)"
+            )
+
+    def _check_reward_sources(self) -> None:
+        """Weights that mean something: finite, each with its source, not all zero."""
+        given = {"reward_model": self.reward_model, "reward_url": self.reward_url}
+        for name in ("task_reward_weight", *(f"{source}_weight" for source in given)):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name}={getattr(self, name)} must be a finite number")
+        for source, value in given.items():
+            weight = getattr(self, f"{source}_weight")
+            if value is None and weight != 1.0:
+                raise ValueError(f"{source}_weight={weight} is set without a {source}")
+            if value is not None and weight == 0:
+                raise ValueError(f"{source}_weight=0 leaves the {source} out: drop --{source}")
+        if self.reward_model_device is not None and self.reward_model is None:
+            raise ValueError("reward_model_device is set without a reward_model")
+        if self.task_reward_weight != 1.0 and not any(given.values()):
+            raise ValueError(
+                f"task_reward_weight={self.task_reward_weight} weighs the task's reward against "
+                "a reward_model or reward_url; without either it changes nothing"
             )
 
 

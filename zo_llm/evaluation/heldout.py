@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..fitness import mean_finite
 from .base import score
 from .rewards import RewardScorer
 
@@ -28,7 +29,11 @@ def _metrics(
     rewards = score(task, examples, completions, scorer)
     failures = sum(1 for r in rewards if math.isnan(r))
     scorer.all_failed(failures, len(rewards), "the held-out evaluation")
-    metrics = dict(task.metrics(examples, completions, rewards))
+    parts = dict(scorer.last_parts)  # with rewards from elsewhere: each part, and the sum
+    metrics = dict(task.metrics(examples, completions, parts.pop("task", rewards)))
+    if parts:
+        metrics.update({name: mean_finite(values) for name, values in parts.items()})
+        metrics["reward_total"] = mean_finite(rewards)
     metrics["reward_failures"] = failures
     return metrics
 

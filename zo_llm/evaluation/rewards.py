@@ -52,17 +52,38 @@ Outcome = tuple[str, Any]
 _warned: set[str] = set()
 
 
+class RewardSource:
+    """A batched reward from elsewhere (a model, a server: :mod:`.external`), summed with the
+    task's by weight: one outcome per (prompt, completion, example)."""
+
+    name = "source"
+
+    def score(
+        self, prompts: Sequence[Any], completions: Sequence[str], examples: Sequence[Any]
+    ) -> list[Outcome]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Releases what the source holds (a model's memory)."""
+
+
 def call_reward(task: Task, example: Example, completion: str) -> Outcome:
     """The outcome of one reward call, its failure kind named (no exception escapes)."""
     try:
         value = task.reward(example, completion)
     except Exception as error:  # a user's reward must not kill a long run
         return f"raised {type(error).__name__}", str(error)
+    return value_outcome(value)
+
+
+def value_outcome(value: Any, who: str = "") -> Outcome:
+    """``("value", float)`` for a finite real number (bool, int, float), else the failure:
+    ``returned str`` (``who`` names a source: ``reward server: returned str``)."""
     if not isinstance(value, numbers.Real):
-        return f"returned {type(value).__name__}", repr(value)[:80]
+        return f"{who}returned {type(value).__name__}", repr(value)[:80]
     value = float(value)
     if not math.isfinite(value):
-        return f"returned {value}", ""
+        return f"{who}returned {value}", ""
     return "value", value
 
 
@@ -83,10 +104,24 @@ def reward_value(outcome: Outcome, example: Example) -> float:
 class RewardScorer:
     """Scores completions with ``task.reward``, each call under ``timeout`` seconds (or none)."""
 
-    def __init__(self, task: Task, timeout: float | None = None, max_timeouts: int = 0) -> None:
+    def __init__(
+        self,
+        task: Task,
+        timeout: float | None = None,
+        max_timeouts: int = 0,
+        sources: Sequence[tuple[RewardSource, float]] = (),
+        task_weight: float = 1.0,
+    ) -> None:
         if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"reward timeout={timeout} must be a positive number of seconds")
         self.task = task
+        #: Batched rewards from elsewhere with their weights (:mod:`.external`), and the
+        #: task's own weight in the sum.
+        self.sources = list(sources)
+        self.task_weight = task_weight
+        #: With sources: each part of the last call's rewards by name (``task``,
+        #: ``reward_model``, ``reward_url``), for held-out metrics of each.
+        self.last_parts: dict[str, list[float]] = {}
         self.timeout = timeout
         self.max_timeouts = max_timeouts  # 0: never stop for timeouts
         self.timeouts_in_a_row = 0
@@ -107,7 +142,23 @@ class RewardScorer:
             self._observe(outcomes, pairs)
         else:
             outcomes = self._bounded(pairs)
-        return [reward_value(o, e) for o, (e, _) in zip(outcomes, pairs, strict=True)]
+        rewards = [reward_value(o, e) for o, (e, _) in zip(outcomes, pairs, strict=True)]
+        return self._with_sources(rewards, pairs) if self.sources else rewards
+
+    def _with_sources(self, rewards: list[float], pairs: list[tuple[Example, str]]) -> list[float]:
+        """The weighted sum of the task's ``rewards`` and each source's scores."""
+        examples = [e for e, _ in pairs]
+        prompts = [self.task.prompt(e) for e in examples]
+        completions = [c for _, c in pairs]
+        self.last_parts = {"task": rewards}
+        total = [self.task_weight * r for r in rewards] if self.task_weight else [0.0] * len(pairs)
+        for source, weight in self.sources:
+            outcomes = source.score(prompts, completions, examples)
+            self._observe(outcomes, pairs)
+            values = [reward_value(o, e) for o, e in zip(outcomes, examples, strict=True)]
+            self.last_parts[source.name] = values
+            total = [t + weight * v for t, v in zip(total, values, strict=True)]
+        return total
 
     def _bounded(self, pairs: list[tuple[Example, str]]) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -155,6 +206,8 @@ class RewardScorer:
         if self._child is not None:
             self._child.stop()
             self._child = None
+        for source, _ in self.sources:
+            source.close()
 
     def __del__(self) -> None:
         self.close()

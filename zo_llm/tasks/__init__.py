@@ -5,5 +5,6 @@ from .conciseness import ConcisenessConfig, ConcisenessTask
 from .countdown import CountdownConfig, CountdownTask, EasyCountdownConfig, EasyCountdownTask
 from .custom import BUILTIN_REWARDS, FileTask, FileTaskConfig, FunctionTask, make_task
 from .gsm8k import GSM8KConfig, GSM8KTask, extract_number
+from .reasoning_gym import ReasoningGymConfig, ReasoningGymTask
 
 __all__ = _public_names(globals())

@@ -29,6 +29,7 @@ from typing import Any
 from .base import TASKS, DataTask, DataTaskConfig, Example, Prompt, Task, ask, check_split
 from .gsm8k import extract_number, parse_number
 from .loading import check_fields
+from .math_grading import math_equal, require_math_verify
 
 RewardFunction = Callable[[Example, str], float]
 
@@ -59,13 +60,22 @@ BUILTIN_REWARDS: dict[str, Callable[[str, Any], float]] = {
     "exact_match": exact_match,
     "contains": contains,
     "numeric": numeric,
+    "math": math_equal,
 }
+
+
+def check_reward_name(name: str, owner: str) -> None:
+    """Refuses an unknown built-in reward, or one whose extra is missing, naming the fix."""
+    if name not in BUILTIN_REWARDS:
+        known = ", ".join(BUILTIN_REWARDS)
+        raise ValueError(f"{owner}unknown reward {name!r}; use one of: {known}")
+    if name == "math":
+        require_math_verify(owner)
 
 
 def builtin_reward(name: str, answer_field: str = "answer") -> RewardFunction:
     """The named built-in reward, comparing a completion with ``example[answer_field]``."""
-    if name not in BUILTIN_REWARDS:
-        raise ValueError(f"unknown reward {name!r}; use one of: {', '.join(BUILTIN_REWARDS)}")
+    check_reward_name(name, "")
     compare = BUILTIN_REWARDS[name]
     return lambda example, completion: compare(completion, example[answer_field])
 
@@ -172,11 +182,7 @@ class FileTaskConfig(DataTaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.reward not in BUILTIN_REWARDS:
-            raise ValueError(
-                f"file task: unknown reward {self.reward!r}; use one of: "
-                f"{', '.join(BUILTIN_REWARDS)}"
-            )
+        check_reward_name(self.reward, "file task: ")
 
 
 @TASKS.register("file")

@@ -20,11 +20,15 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from .base import TASKS, DataTask, DataTaskConfig, Example, Prompt, ask, mean_finite
+from .math_grading import math_equal, require_math_verify
 
 HUB_ID = "openai/gsm8k"
 #: Problems in GSM8K's format written for zo-llm's tests (not from the dataset).
 SAMPLE_DATA = Path(__file__).parent / "data" / "gsm8k_sample.jsonl"
 FIELDS = ("question", "answer")
+
+#: How a completion is graded (the ``reward`` option).
+GRADERS = ("number", "math")
 
 DEFAULT_INSTRUCTION = (
     "Solve the following math problem. Reason step by step, then give the final answer as a "
@@ -100,9 +104,20 @@ class GSM8KConfig(DataTaskConfig):
     instruction: str = field(
         default=DEFAULT_INSTRUCTION, metadata={"help": "Text asking for reasoning and a number."}
     )
+    reward: str = field(
+        default="number",
+        metadata={
+            "help": "number: the final number equals the reference's; math: math-verify "
+            "decides (1/2, 0.5 and \\frac{1}{2} alike; pip install 'zo-llm[math]')."
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.reward not in GRADERS:
+            raise ValueError(f"reward={self.reward!r}; use one of: {', '.join(GRADERS)}")
+        if self.reward == "math":
+            require_math_verify()
         if self.few_shot < 0:
             raise ValueError(f"gsm8k: few_shot={self.few_shot} must be >= 0")
 
@@ -157,6 +172,9 @@ class GSM8KTask(DataTask):
         return f"{self.config.instruction}\n\n{example['question']}"
 
     def reward(self, example: Example, completion: str) -> float:
+        if self.config.reward == "math":
+            reference = reference_number(example["answer"])  # Decimal 70 prints 7E+1
+            return math_equal(completion, "" if reference is None else format(reference, "f"))
         return 1.0 if is_correct(completion, example["answer"]) else 0.0
 
     def metrics(
