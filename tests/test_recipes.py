@@ -19,8 +19,18 @@ def test_both_smollm2_recipes_ship():
 def test_every_recipe_is_a_valid_run_config_with_a_summary(name):
     config = resolve(toml_layer(recipe_path(name)))
     assert config.model.name == "smollm2-135m"
-    assert config.task.name == "arithmetic"
+    assert config.task.name in ("arithmetic", "reasoning-gym:chain_sum")
     assert describe(name)
+
+
+def test_the_reasoning_gym_recipe_asks_few_shot_sums_of_two_2_digit_terms():
+    config = resolve(toml_layer(recipe_path("smollm2-135m-sums-cpu")))
+    options = config.task.options
+    assert (options.dataset, options.answer_format, options.shots, options.chat) == (
+        "chain_sum", "line", 3, False
+    )  # fmt: skip
+    assert dict(options.settings) == {"min_terms": 2, "max_terms": 2, "min_digits": 2,
+                                      "max_digits": 2}  # fmt: skip
 
 
 def test_the_replaced_cma_es_recipe_stays_a_valid_run_config():
