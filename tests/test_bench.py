@@ -116,7 +116,8 @@ def test_markdown_rows_round_the_csv(bench):
         rows = {row["strategy"]: row for row in csv.DictReader(handle)}
     lines = (Path(config.out) / "results.md").read_text().splitlines()
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    assert header[-3:] == ["train s", "wall s", "peak MiB"]
+    assert header[7:] == ["train s", "wall s", "peak MiB", "best", "tokens", "fwd / bwd passes",
+                          "weight change", "KL", "probe before → after"]  # fmt: skip
     for line in lines[2:]:
         cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
         row = rows[cells["strategy"]]
@@ -131,6 +132,12 @@ def test_markdown_rows_round_the_csv(bench):
         assert cells["train s"] == f"{number['train_seconds']:.1f}"
         assert cells["wall s"] == f"{number['wall_seconds']:.1f}"
         assert cells["peak MiB"] == f"{number['peak_memory_mb']:.0f}"
+        assert cells["best"] == f"{number['best_mean']:.3f}"
+        passes = f"{float(row['forward_passes']):.0f} / {float(row['backward_passes']):.0f}"
+        assert cells["fwd / bwd passes"] == passes
+        assert cells["tokens"] == f"{float(row['generated_tokens']):.0f}"
+        assert cells["KL"] == "-" and cells["probe before → after"] == "-"  # neither asked
+        assert cells["weight change"] == f"{float(row['weight_change']):.2e}"
 
 
 def test_rerunning_redoes_nothing(bench):
