@@ -493,6 +493,8 @@ REFUSALS = [
     ["train", "--resume", "no-such-run", "--seed", "3"],
     ["eval", "--eval-size", "0"],
     ["eval", "--model", "/no/such/model"],
+    ["train", "--reward-url", "http://127.0.0.1:9/score"],  # the discard port: nothing listens
+    ["train", "--task", "reasoning-gym:prodcts"],
     ["bench", "--strategies", "es,nope", "--out", "bench-out"],
     ["bench", "--strategies", "es", "--out", "bench-out", "--model", "./no-such-folder"],
 ]

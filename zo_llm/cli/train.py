@@ -96,12 +96,16 @@ def resolve_train_config(args: argparse.Namespace) -> run_config.RunConfig:
 
 def with_model_checked(config: run_config.RunConfig) -> run_config.RunConfig:
     """``config``, once its model's name is known to exist (a folder with weights and a
-    tokenizer, a file, an alias or a hub id): refused here, before torch loads."""
+    tokenizer, a file, an alias or a hub id) and its reward server to answer: refused here,
+    before torch loads."""
+    from ..evaluation.external import check_reward_url
     from ..models.source import check_model_source
 
     name = config.model.name
     if name is not None and not name.startswith("python:"):
         check_model_source(name)
+    if config.loop.reward_url is not None:
+        check_reward_url(config.loop.reward_url)
     return config
 
 

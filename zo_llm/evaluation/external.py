@@ -172,15 +172,20 @@ def check_reward_sources(loop: Any) -> None:
     if loop.reward_model is not None:
         check_reward_model(loop.reward_model)
     if loop.reward_url is not None:
-        parsed = urlparse(loop.reward_url)
+        check_reward_url(loop.reward_url)
+
+
+def check_reward_url(url: str) -> None:
+    """Refuses a reward server that does not accept a connection (light: no torch needed,
+    so the CLI asks it before anything heavy loads)."""
+    parsed = urlparse(url)
+    try:
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        try:
-            socket.create_connection((parsed.hostname, port), timeout=5).close()
-        except OSError as error:
-            raise ValueError(
-                f"reward_url={loop.reward_url!r}: cannot connect ({error}); start the reward "
-                "server or fix the URL"
-            ) from None
+        socket.create_connection((parsed.hostname, port), timeout=5).close()
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"reward_url={url!r}: cannot connect ({error}); start the reward server or fix the URL"
+        ) from None
 
 
 def check_reward_model(source: str) -> None:
