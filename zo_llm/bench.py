@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as run_config
-from .baselines.settings import GRPO_SPACES, GRPOSettings, check_trl
+from .baselines.settings import GRPO, GRPO_SPACES, GRPOSettings, check_trl, saved_config
 from .bench_process import run_in_subprocess
 from .bench_report import plot, summarise, write_tables
 from .config import RunConfig
@@ -53,8 +53,6 @@ _LABEL = re.compile(r"^[\w.+=-]+$")
 PER_RUN = ("strategy", "space", "task", "seed", "out", "max_samples")
 #: The bench's own defaults for its runs' settings (the rest are ``zo-llm train``'s).
 RUN_DEFAULTS = {"threads": 1, "progress": False}
-#: The strategy entry name of the first-order baseline (not a registry strategy).
-GRPO = "grpo"
 
 
 @dataclass(frozen=True)
@@ -115,10 +113,9 @@ class PlannedRun:
 
     def saved_config(self) -> dict[str, Any]:
         """The nested config its ``run_config.json`` holds (a grpo run's strategy: grpo)."""
-        nested = self.config.to_dict()
         if self.grpo is not None:
-            nested["strategy"] = {"name": GRPO, **dataclasses.asdict(self.grpo)}
-        return nested
+            return saved_config(self.config, self.grpo)
+        return self.config.to_dict()
 
 
 #: Keys of a bench TOML (and flags) that are the bench's own; every other key is a run setting.

@@ -38,7 +38,7 @@ from ..generation.base import cut_at_stop
 from ..hooks import HeldoutEvaluation
 from ..memory import peak_memory_mb
 from ..rundir import RunDir
-from .settings import GRPO_SPACES, GRPOSettings, check_trl
+from .settings import GRPO_SPACES, GRPOSettings, check_trl, saved_config
 
 __all__ = ["GRPOSettings", "train_grpo"]
 
@@ -126,7 +126,9 @@ class GRPORun(TrainerCallback):
         model = self.parts.model
         if self.folder is not None:
             self.folder.path.mkdir(parents=True, exist_ok=True)
-            self.folder.write_config(self.saved_config(), self.parts.generator.versions())
+            self.folder.write_config(
+                saved_config(self.config, self.settings), self.parts.generator.versions()
+            )
             self.folder.metrics_file.unlink(missing_ok=True)
         self.heldout.on_start(self)  # the KL reference, loaded before any timing
         self._evaluate()
@@ -159,11 +161,6 @@ class GRPORun(TrainerCallback):
     @property
     def _lora(self) -> bool:
         return self.config.space.name == "lora"
-
-    def saved_config(self) -> dict[str, Any]:
-        """The run config as ``run_config.json`` holds it, its strategy grpo with its settings."""
-        grpo = {"name": "grpo", **dataclasses.asdict(self.settings)}
-        return {**self.config.to_dict(), "strategy": grpo}
 
     def reward(self, prompts: list[str], completions: list[str], completion_ids: list,
                index: list[int], **_: Any) -> list[float | None]:  # fmt: skip

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+#: What a GRPO run's config calls its strategy (and a bench entry names the baseline by).
+GRPO = "grpo"
 #: The spaces GRPO trains: every weight, or a peft LoRA adapter of the space's rank and targets.
 GRPO_SPACES = ("full", "lora")
 INSTALL = "pip install 'zo-llm[baseline]'"
@@ -59,6 +61,12 @@ class GRPOSettings:
     def steps_for(self, completions: int) -> int:
         """Whole optimizer steps nearest to a budget of ``completions`` (at least one)."""
         return max(1, round(completions / self.completions_per_step()))
+
+
+def saved_config(config: Any, settings: GRPOSettings) -> dict[str, Any]:
+    """The nested run config a GRPO run's ``run_config.json`` holds: ``config``'s, its
+    strategy section naming grpo with ``settings`` (what a kept run is compared by)."""
+    return {**config.to_dict(), "strategy": {"name": GRPO, **dataclasses.asdict(settings)}}
 
 
 def check_trl() -> None:
